@@ -1,0 +1,487 @@
+//! Per-flow application inspection: decides what a flow carries (TLS, HTTP, DNS, QUIC) and feeds
+//! the `inspect` parsers with the in-order bytes they need.
+//!
+//! Only a flow's opening bytes are buffered (the ClientHello, request headers, a DNS message):
+//! once a direction has told what it is, buffering stops, so bulk transfers are never copied.
+//! Buffers are capped; a parser still waiting at the cap gives up and the flow is marked.
+
+use crate::flow::record::{DnsSummary, HttpSummary, SecretSighting, TlsSummary};
+use crate::inspect::dns::{self, DnsMessage};
+use crate::inspect::http::{self, HttpRequest};
+use crate::inspect::quic::{self, QuicClientHelloAssembler};
+use crate::inspect::secrets;
+use crate::inspect::tls::{self, ClientHello};
+use crate::inspect::Parse;
+
+/// Bytes of a direction kept while waiting for a parser (a post-quantum ClientHello is ~1.8 KB; the
+/// largest real ones reach tens of KB).
+const STREAM_CAP: usize = 64 * 1024;
+/// Out-of-order segments held while waiting for the hole before them.
+const MAX_PENDING: usize = 16;
+/// HTTP requests summarised per flow.
+const MAX_HTTP: usize = 16;
+/// DNS names kept per flow.
+const MAX_DNS_NAMES: usize = 32;
+/// Credential sightings kept per flow.
+const MAX_SECRETS: usize = 8;
+
+/// The in-order prefix of one direction's byte stream.
+#[derive(Debug, Default)]
+struct StreamBuf {
+    /// Stream offset of `data[0]`.
+    start: u64,
+    data: Vec<u8>,
+    pending: Vec<(u64, Vec<u8>)>,
+    /// Bytes before this offset are not wanted (e.g. an HTTP body being skipped).
+    skip_until: u64,
+    /// The cap was reached or a segment went missing: parsing this direction gave up.
+    overflowed: bool,
+}
+
+impl StreamBuf {
+    fn end(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+
+    /// Adds `bytes` found at stream `offset`. Returns false once the buffer can no longer grow.
+    fn push(&mut self, offset: u64, bytes: &[u8]) -> bool {
+        if self.overflowed {
+            return false;
+        }
+        self.insert(offset, bytes);
+        // Drain pending segments that became contiguous.
+        while let Some(i) = self.pending.iter().position(|(o, _)| *o <= self.end()) {
+            let (o, b) = self.pending.swap_remove(i);
+            self.insert(o, &b);
+        }
+        if self.data.len() > STREAM_CAP {
+            self.overflowed = true;
+        }
+        !self.overflowed
+    }
+
+    fn insert(&mut self, offset: u64, bytes: &[u8]) {
+        let end = self.end();
+        if self.data.is_empty() && end < self.skip_until {
+            // Nothing buffered yet: realign on the first wanted byte.
+            self.start = self.skip_until;
+        }
+        let end = self.end();
+        let seg_end = offset + bytes.len() as u64;
+        if seg_end <= end {
+            return; // retransmission of bytes we have
+        }
+        if offset > end {
+            if self.pending.len() < MAX_PENDING {
+                self.pending.push((offset, bytes.to_vec()));
+            } else {
+                self.overflowed = true;
+            }
+            return;
+        }
+        let from = (end - offset) as usize;
+        self.data.extend_from_slice(&bytes[from..]);
+    }
+
+    /// Drops the first `n` buffered bytes.
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.data.len());
+        self.data.drain(..n);
+        self.start += n as u64;
+    }
+
+    /// Wants no bytes before `offset` any more.
+    fn skip_to(&mut self, offset: u64) {
+        self.skip_until = offset;
+        if offset >= self.end() {
+            self.data.clear();
+            self.start = offset;
+        } else if offset > self.start {
+            self.consume((offset - self.start) as usize);
+        }
+    }
+
+    fn release(&mut self) {
+        self.data = Vec::new();
+        self.pending = Vec::new();
+    }
+}
+
+/// What a TCP direction is being read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Reading {
+    /// Nothing seen yet: the first bytes decide.
+    #[default]
+    Probe,
+    Tls,
+    HttpRequests,
+    HttpResponse,
+    Dns,
+    /// Nothing more to learn from this direction.
+    Done,
+}
+
+/// Application-layer facts gathered for one flow.
+#[derive(Debug, Default)]
+pub struct AppState {
+    streams: [StreamBuf; 2],
+    reading: [Reading; 2],
+    quic: Option<Box<QuicClientHelloAssembler>>,
+    /// TLS begins here in the originator's stream (after a CONNECT request).
+    tls_offset: u64,
+    /// Cleartext flows are scanned for credentials.
+    plaintext: bool,
+    pub tls: Option<TlsSummary>,
+    pub http: Vec<HttpSummary>,
+    pub dns: Option<DnsSummary>,
+    /// `host:port` of an HTTP CONNECT request.
+    pub connect: Option<String>,
+    pub secrets: Vec<SecretSighting>,
+    pub quic_seen: bool,
+    /// Time of the packet being inspected.
+    now_nanos: i64,
+}
+
+/// Events an inspected packet produces beyond the flow's own state.
+pub enum AppEvent<'m> {
+    /// A DNS message was read (the name book learns from responses).
+    Dns(&'m DnsMessage),
+}
+
+impl AppState {
+    /// Zeek-style service names of what was recognised.
+    pub fn service(&self) -> Option<String> {
+        let mut parts: Vec<&str> = Vec::new();
+        if !self.http.is_empty() {
+            parts.push("http");
+        }
+        if self.quic_seen {
+            parts.push("quic");
+        }
+        if self.tls.is_some() {
+            parts.push("ssl");
+        }
+        if self.dns.is_some() {
+            parts.push("dns");
+        }
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+
+    /// TCP payload from direction `dir` (0 = originator) at stream `offset`.
+    pub fn tcp(
+        &mut self,
+        dir: usize,
+        offset: u64,
+        payload: &[u8],
+        ts_nanos: i64,
+        ports: (u16, u16),
+        on_event: &mut impl FnMut(AppEvent<'_>),
+    ) {
+        if payload.is_empty() {
+            return;
+        }
+        self.now_nanos = ts_nanos;
+        if self.plaintext {
+            self.scan_secrets(dir, payload, ts_nanos);
+        }
+        if self.reading[dir] == Reading::Done {
+            return;
+        }
+        if !self.streams[dir].push(offset, payload) {
+            self.give_up(dir);
+            return;
+        }
+        // Read as much as the buffer allows; each step may change what is read next.
+        for _ in 0..MAX_HTTP + 2 {
+            let progressed = match self.reading[dir] {
+                Reading::Probe => self.probe(dir, ports),
+                Reading::Tls => self.read_tls(dir),
+                Reading::HttpRequests => self.read_http_request(),
+                Reading::HttpResponse => self.read_http_response(),
+                Reading::Dns => self.read_dns_tcp(dir, on_event),
+                Reading::Done => false,
+            };
+            if !progressed {
+                break;
+            }
+        }
+        if self.reading[dir] == Reading::Done {
+            self.streams[dir].release();
+        }
+    }
+
+    fn give_up(&mut self, dir: usize) {
+        if self.reading[dir] == Reading::Tls && dir == 0 {
+            if let Some(tls) = self.tls.as_mut() {
+                tls.incomplete = true;
+            } else {
+                self.tls = Some(TlsSummary {
+                    sni: None,
+                    alpn: Vec::new(),
+                    ech: false,
+                    quic: false,
+                    ja4: None,
+                    max_version: None,
+                    server_alert: None,
+                    incomplete: true,
+                });
+            }
+        }
+        self.reading[dir] = Reading::Done;
+        self.streams[dir].release();
+    }
+
+    fn probe(&mut self, dir: usize, ports: (u16, u16)) -> bool {
+        let view = &self.streams[dir].data;
+        if view.is_empty() {
+            return false;
+        }
+        let dns_port = ports.0 == 53 || ports.1 == 53;
+        self.reading[dir] = if tls::looks_like_tls(view) {
+            Reading::Tls
+        } else if dns_port {
+            Reading::Dns
+        } else if dir == 0 {
+            match http::parse_request(view) {
+                Parse::NotThis => Reading::Done,
+                _ => Reading::HttpRequests,
+            }
+        } else {
+            match http::parse_response(view) {
+                Parse::NotThis => Reading::Done,
+                _ => Reading::HttpResponse,
+            }
+        };
+        if self.reading[dir] == Reading::Done || self.reading[dir] == Reading::HttpRequests {
+            // Not TLS: whatever this is travels in clear and is scanned for credentials.
+            if !self.plaintext {
+                self.plaintext = true;
+                let data = std::mem::take(&mut self.streams[dir].data);
+                self.scan_secrets(dir, &data, self.now_nanos);
+                self.streams[dir].data = data;
+            }
+        }
+        true
+    }
+
+    fn read_tls(&mut self, dir: usize) -> bool {
+        let buf = &self.streams[dir];
+        let skip = if dir == 0 {
+            self.tls_offset.saturating_sub(buf.start) as usize
+        } else {
+            0
+        };
+        let view = buf.data.get(skip..).unwrap_or(&[]);
+        if dir == 0 {
+            match tls::parse_client_hello(view) {
+                Parse::Done(hello) => {
+                    self.tls = Some(summary(&hello, false));
+                    self.reading[0] = Reading::Done;
+                    true
+                }
+                Parse::NeedMore => false,
+                Parse::NotThis => {
+                    self.give_up(0);
+                    false
+                }
+            }
+        } else {
+            match tls::parse_server_side(view) {
+                Parse::Done(server) => {
+                    if let (Some(tls), Some((_, description))) = (self.tls.as_mut(), server.alert) {
+                        tls.server_alert = Some(description);
+                    }
+                    self.reading[1] = Reading::Done;
+                    true
+                }
+                Parse::NeedMore => false,
+                Parse::NotThis => {
+                    self.reading[1] = Reading::Done;
+                    false
+                }
+            }
+        }
+    }
+
+    fn read_http_request(&mut self) -> bool {
+        let buf = &self.streams[0];
+        match http::parse_request(&buf.data) {
+            Parse::Done(req) => {
+                let next = buf.start + req.header_len as u64;
+                self.note_request(&req);
+                if req.method.eq_ignore_ascii_case("CONNECT") {
+                    // After the CONNECT header the client speaks TLS (or anything) to the target.
+                    self.streams[0].skip_to(next);
+                    self.tls_offset = next;
+                    self.reading[0] = Reading::Tls;
+                    self.plaintext = false;
+                    return true;
+                }
+                if req.chunked || self.http.len() >= MAX_HTTP {
+                    self.reading[0] = Reading::Done;
+                    return true;
+                }
+                self.streams[0].skip_to(next + req.content_length.unwrap_or(0));
+                true
+            }
+            Parse::NeedMore => false,
+            Parse::NotThis => {
+                self.reading[0] = Reading::Done;
+                false
+            }
+        }
+    }
+
+    fn note_request(&mut self, req: &HttpRequest) {
+        if req.method.eq_ignore_ascii_case("CONNECT") {
+            self.connect = http::connect_authority(req).map(|(h, p)| format!("{h}:{p}"));
+        }
+        if self.http.len() < MAX_HTTP {
+            let target = req.target.split('?').next().unwrap_or("").to_string();
+            self.http.push(HttpSummary {
+                method: req.method.clone(),
+                target: secrets::redact_text(&target),
+                host: req.host.clone(),
+                content_length: req.content_length,
+                websocket: req.websocket,
+                status: None,
+            });
+        }
+    }
+
+    fn read_http_response(&mut self) -> bool {
+        match http::parse_response(&self.streams[1].data) {
+            Parse::Done(resp) => {
+                if let Some(first) = self.http.iter_mut().find(|h| h.status.is_none()) {
+                    first.status = Some(resp.status);
+                }
+                // A tunnel or a body follows; the first status is what the audit needs.
+                self.reading[1] = Reading::Done;
+                true
+            }
+            Parse::NeedMore => false,
+            Parse::NotThis => {
+                self.reading[1] = Reading::Done;
+                false
+            }
+        }
+    }
+
+    fn read_dns_tcp(&mut self, dir: usize, on_event: &mut impl FnMut(AppEvent<'_>)) -> bool {
+        let (messages, consumed) = dns::split_tcp_messages(&self.streams[dir].data);
+        if consumed == 0 {
+            return false;
+        }
+        for msg in messages.iter().flatten() {
+            self.note_dns(msg);
+            on_event(AppEvent::Dns(msg));
+        }
+        self.streams[dir].consume(consumed);
+        true
+    }
+
+    /// A UDP datagram from direction `dir`.
+    pub fn udp(
+        &mut self,
+        dir: usize,
+        payload: &[u8],
+        ports: (u16, u16),
+        on_event: &mut impl FnMut(AppEvent<'_>),
+    ) {
+        let dns_port = |p: u16| matches!(p, 53 | 5353 | 5355 | 137);
+        if dns_port(ports.0) || dns_port(ports.1) {
+            if let Ok(msg) = dns::parse_message(payload) {
+                self.note_dns(&msg);
+                on_event(AppEvent::Dns(&msg));
+            }
+            return;
+        }
+        if dir != 0
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.sni.is_some() || t.incomplete)
+        {
+            return;
+        }
+        if self.quic.is_none() {
+            if !quic::looks_like_quic_initial(payload) {
+                return;
+            }
+            self.quic_seen = true;
+            self.quic = Some(Box::default());
+        }
+        let Some(assembler) = self.quic.as_mut() else {
+            return;
+        };
+        match assembler.feed(payload) {
+            Parse::Done(hello) => {
+                self.tls = Some(summary(&hello, true));
+                self.quic = None;
+            }
+            Parse::NeedMore => {}
+            Parse::NotThis => self.quic = None,
+        }
+    }
+
+    fn note_dns(&mut self, msg: &DnsMessage) {
+        let summary = self.dns.get_or_insert_with(DnsSummary::default);
+        if msg.response {
+            summary.responses += 1;
+            if msg.rcode != 0 {
+                summary.error_responses += 1;
+            }
+            return;
+        }
+        summary.queries += 1;
+        for q in &msg.questions {
+            if matches!(q.qtype, 16 | 10 | 255) {
+                summary.txt_queries += 1;
+            }
+            let longest = q.name.split('.').map(str::len).max().unwrap_or(0);
+            summary.longest_label = summary.longest_label.max(longest);
+            if summary.names.len() < MAX_DNS_NAMES && !summary.names.contains(&q.name) {
+                summary.names.push(q.name.clone());
+            }
+        }
+    }
+
+    fn scan_secrets(&mut self, dir: usize, payload: &[u8], ts_nanos: i64) {
+        if self.secrets.len() >= MAX_SECRETS {
+            return;
+        }
+        for hit in secrets::find_secrets(payload) {
+            let redacted = secrets::redact(&hit.value);
+            if self.secrets.iter().any(|s| s.redacted == redacted) {
+                continue;
+            }
+            self.secrets.push(SecretSighting {
+                kind: hit.kind.as_str().to_string(),
+                redacted,
+                ts_nanos,
+                direction: if dir == 0 { "orig" } else { "resp" }.to_string(),
+            });
+            if self.secrets.len() >= MAX_SECRETS {
+                return;
+            }
+        }
+    }
+}
+
+fn summary(hello: &ClientHello, quic: bool) -> TlsSummary {
+    TlsSummary {
+        sni: hello.sni.clone(),
+        alpn: hello.alpn.clone(),
+        ech: hello.ech,
+        quic,
+        ja4: Some(hello.ja4.clone()),
+        max_version: hello
+            .supported_versions
+            .iter()
+            .copied()
+            .max()
+            .or(Some(hello.legacy_version)),
+        server_alert: None,
+        incomplete: false,
+    }
+}

@@ -1,0 +1,282 @@
+//! Owned flow records: what leaves the flow table once a connection ends, is evicted, or the capture
+//! ends. Field names follow Zeek's `conn.log` so users can check dg-audit against Zeek and feed RITA;
+//! everything dg-audit adds (names, TLS, HTTP, per-minute slices) sits beside those fields.
+//!
+//! Invariants: `orig_*` always describes the originator (the side that sent the first SYN, or, seen
+//! mid-stream, the side with the ephemeral port); the per-minute slices sum exactly to the flow totals.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Transport protocol of a flow, as Zeek's `proto` column spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Icmp,
+    /// Any other IP protocol (GRE, ESP, ...): counted per address pair, never dropped.
+    Other,
+}
+
+impl Transport {
+    /// Zeek's spelling (`tcp`, `udp`, `icmp`, `unknown_transport`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+            Transport::Icmp => "icmp",
+            Transport::Other => "unknown_transport",
+        }
+    }
+}
+
+/// Zeek `conn_state` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum ConnState {
+    S0,
+    S1,
+    SF,
+    REJ,
+    S2,
+    S3,
+    RSTO,
+    RSTR,
+    RSTOS0,
+    RSTRH,
+    SH,
+    SHR,
+    OTH,
+}
+
+impl ConnState {
+    /// The state as Zeek prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::S0 => "S0",
+            ConnState::S1 => "S1",
+            ConnState::SF => "SF",
+            ConnState::REJ => "REJ",
+            ConnState::S2 => "S2",
+            ConnState::S3 => "S3",
+            ConnState::RSTO => "RSTO",
+            ConnState::RSTR => "RSTR",
+            ConnState::RSTOS0 => "RSTOS0",
+            ConnState::RSTRH => "RSTRH",
+            ConnState::SH => "SH",
+            ConnState::SHR => "SHR",
+            ConnState::OTH => "OTH",
+        }
+    }
+}
+
+/// Why a flow record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Both sides closed (FIN) or one reset (RST).
+    Closed,
+    /// No packet for longer than the protocol's inactivity timeout.
+    Timeout,
+    /// The capture ended while the flow was still open.
+    EndOfCapture,
+    /// The flow table hit its memory cap and this flow was the oldest idle one.
+    Evicted,
+}
+
+/// Where a flow's destination name came from, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// TLS ClientHello server_name of this flow (TCP or QUIC).
+    TlsSni,
+    /// HTTP CONNECT authority of this flow (a forward proxy tunnel).
+    HttpConnect,
+    /// HTTP/1.x Host header of this flow.
+    HttpHost,
+    /// A DNS answer seen earlier in the capture for the responder's address.
+    DnsAnswer,
+    /// A mapping given by the operator in the policy.
+    Operator,
+}
+
+/// How far a name can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// Said by the flow itself in clear (SNI, CONNECT, Host) and not contradicted.
+    High,
+    /// Inferred (DNS answer, operator mapping) or contradicted by other evidence.
+    Medium,
+    /// The real name is hidden (ECH, encrypted DNS) or only guessed.
+    Low,
+}
+
+/// One piece of evidence for a flow's destination name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameEvidence {
+    pub source: NameSource,
+    pub name: String,
+    /// DNS only: the query name that led to this address through `cname_chain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cname_chain: Vec<String>,
+    /// DNS only: TTL of the answer and the packet time it was seen (nanoseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_ts_nanos: Option<i64>,
+}
+
+/// A flow's destination name with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowName {
+    /// The name chosen from the strongest evidence.
+    pub name: String,
+    pub source: NameSource,
+    pub confidence: Confidence,
+    pub evidence: Vec<NameEvidence>,
+    /// Why the name is uncertain or contradicted, in words (ECH, SNI vs DNS disagreement, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
+}
+
+/// What the first TLS ClientHello of a flow said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    /// The ClientHello carried an encrypted_client_hello extension (0xfe0d): SNI is a public name.
+    pub ech: bool,
+    /// True for QUIC Initial packets, false for TLS over TCP.
+    pub quic: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    /// Highest version offered (0x0304 for TLS 1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_version: Option<u16>,
+    /// A cleartext TLS alert sent by the server (description code), e.g. 40 handshake_failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_alert: Option<u8>,
+    /// The client's first bytes were a TLS record, but no ClientHello could be read (gap, truncation).
+    #[serde(default)]
+    pub incomplete: bool,
+}
+
+/// One HTTP/1.x request seen in clear (secrets already redacted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpSummary {
+    pub method: String,
+    /// Request target with any query string removed (query strings can carry tokens).
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_length: Option<u64>,
+    /// The request asked to switch to WebSocket.
+    #[serde(default)]
+    pub websocket: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// A credential seen in clear on the wire; only its redacted form is ever kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSighting {
+    /// `license_key`, `api_token`, `basic_auth`, ...
+    pub kind: String,
+    /// First 4 ... last 4 characters and a short SHA-256 prefix, never the secret.
+    pub redacted: String,
+    /// Packet time of the first sighting, nanoseconds since the epoch.
+    pub ts_nanos: i64,
+    /// Which side sent it: `orig` or `resp`.
+    pub direction: String,
+}
+
+/// DNS activity of a flow (for flows that carry DNS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSummary {
+    pub queries: u64,
+    pub responses: u64,
+    /// Query names (lower case, no trailing dot), first 32 distinct.
+    pub names: Vec<String>,
+    /// Queries of type TXT, NULL or ANY, the usual tunnelling carriers.
+    pub txt_queries: u64,
+    /// Responses with a non-zero RCODE (SERVFAIL, NXDOMAIN, ...).
+    pub error_responses: u64,
+    /// Sum over query names of their longest label's length, for tunnelling heuristics.
+    pub longest_label: usize,
+}
+
+/// Traffic of one flow inside one minute window `[start, start + 60 s)` of packet time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinuteSlice {
+    /// Window start, seconds since the epoch (a multiple of 60).
+    pub start: i64,
+    pub orig_pkts: u64,
+    pub orig_ip_bytes: u64,
+    /// Originator payload bytes newly covered by sequence numbers in this minute (TCP), or UDP payload.
+    pub orig_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_ip_bytes: u64,
+    pub resp_bytes: u64,
+}
+
+/// One finished (or interim) flow: Zeek conn.log columns plus dg-audit's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Deterministic id (same packets, same uid), Zeek-style `C...`.
+    pub uid: String,
+    /// First packet time, nanoseconds since the epoch.
+    pub ts_nanos: i64,
+    /// Last packet time, nanoseconds since the epoch.
+    pub last_ts_nanos: i64,
+    pub proto: Transport,
+    /// IP protocol number (6, 17, 1, 58, ...).
+    pub ip_proto: u8,
+    pub orig_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_h: IpAddr,
+    pub resp_p: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    pub conn_state: ConnState,
+    pub missed_bytes: u64,
+    pub history: String,
+    pub orig_pkts: u64,
+    pub orig_ip_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_ip_bytes: u64,
+    /// The flow was first seen without its opening SYN: bytes are counted, the start is unknown.
+    pub midstream: bool,
+    /// Outermost VLAN id of the flow's first packet, if tagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    pub end_reason: EndReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<FlowName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretSighting>,
+    /// Per-minute traffic; sums equal the totals above.
+    pub minutes: Vec<MinuteSlice>,
+}
+
+impl FlowRecord {
+    /// Duration in nanoseconds (last packet minus first packet, as Zeek).
+    pub fn duration_nanos(&self) -> i64 {
+        self.last_ts_nanos - self.ts_nanos
+    }
+}

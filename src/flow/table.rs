@@ -1,0 +1,621 @@
+//! The flow table: the only owner of flow state.
+//!
+//! Flows are keyed direction-free and kept in a map ordered by last activity, so expiry and
+//! eviction pop from the front without scanning. A flow ends on close (after a short linger for
+//! trailing ACKs), on inactivity (Zeek's timeouts: 5 min TCP, 1 min UDP and ICMP), at the end of
+//! the capture, or by eviction when the table reaches its cap; evictions are counted so the audit
+//! can say it is incomplete.
+
+use std::net::IpAddr;
+
+use hashlink::LinkedHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::decode::{tcp_flags, Packet, Transport as L4};
+use crate::flow::app::{AppEvent, AppState};
+use crate::flow::record::{ConnState, EndReason, FlowRecord, MinuteSlice, NameSource, Transport};
+use crate::flow::tcp::TcpConn;
+use crate::names::{self, NameBook};
+
+const NANOS: i64 = 1_000_000_000;
+const MINUTE_NANOS: i64 = 60 * NANOS;
+
+/// Flow-table settings (all times in packet time).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct FlowConfig {
+    /// Idle time after which a TCP connection is considered over (Zeek: 300 s).
+    pub tcp_inactivity_secs: u64,
+    /// Idle time for UDP "connections" (Zeek: 60 s).
+    pub udp_inactivity_secs: u64,
+    /// Idle time for ICMP and other IP protocols (Zeek: 60 s).
+    pub icmp_inactivity_secs: u64,
+    /// How long a closed TCP connection is kept for trailing packets (Zeek: 5 s).
+    pub close_linger_secs: u64,
+    /// Flows held at once; past it the longest-idle flow is evicted and counted.
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            tcp_inactivity_secs: 300,
+            udp_inactivity_secs: 60,
+            icmp_inactivity_secs: 60,
+            close_linger_secs: 5,
+            max_flows: 1_000_000,
+        }
+    }
+}
+
+/// Counters kept by the table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FlowStats {
+    pub flows: u64,
+    pub tcp_flows: u64,
+    pub udp_flows: u64,
+    pub other_flows: u64,
+    pub midstream_flows: u64,
+    pub timed_out: u64,
+    /// Flows pushed out by the memory cap (the audit is incomplete when non-zero).
+    pub evicted: u64,
+    pub max_concurrent: u64,
+    /// Packets of ICMP error messages (they quote another packet; counted as ICMP flows).
+    pub icmp_errors: u64,
+}
+
+/// Direction-free key: the lower endpoint first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    proto: u8,
+    lo: (IpAddr, u16),
+    hi: (IpAddr, u16),
+}
+
+impl FlowKey {
+    fn new(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16)) -> Self {
+        if a <= b {
+            FlowKey {
+                proto,
+                lo: a,
+                hi: b,
+            }
+        } else {
+            FlowKey {
+                proto,
+                lo: b,
+                hi: a,
+            }
+        }
+    }
+}
+
+struct Flow {
+    seq_no: u64,
+    first_ts: i64,
+    last_ts: i64,
+    orig: (IpAddr, u16),
+    resp: (IpAddr, u16),
+    ip_proto: u8,
+    proto: Transport,
+    vlan: Option<u16>,
+    pkts: [u64; 2],
+    ip_bytes: [u64; 2],
+    /// UDP/ICMP payload bytes (TCP uses sequence spans).
+    payload: [u64; 2],
+    tcp: Option<Box<TcpConn>>,
+    midstream: bool,
+    closed_at: Option<i64>,
+    minutes: Vec<MinuteSlice>,
+    udp_history: String,
+    app: AppState,
+    dns_evidence: Vec<crate::flow::record::NameEvidence>,
+    icmp_type_code: Option<(u8, u8)>,
+}
+
+impl Flow {
+    fn timeout(&self, config: &FlowConfig) -> i64 {
+        let secs = match (self.proto, self.closed_at) {
+            (Transport::Tcp, Some(_)) => config.close_linger_secs,
+            (Transport::Tcp, None) => config.tcp_inactivity_secs,
+            (Transport::Udp, _) => config.udp_inactivity_secs,
+            _ => config.icmp_inactivity_secs,
+        };
+        secs as i64 * NANOS
+    }
+
+    fn expired(&self, now: i64, config: &FlowConfig) -> bool {
+        let since = match self.closed_at {
+            Some(t) => t,
+            None => self.last_ts,
+        };
+        now.saturating_sub(since) >= self.timeout(config)
+    }
+
+    fn account(&mut self, ts: i64, dir: usize, ip_bytes: u32, payload_new: u64, peer_new: u64) {
+        // As Zeek: packets after the close still count, but do not lengthen the connection.
+        if self.closed_at.is_none_or(|closed| ts <= closed) {
+            self.last_ts = self.last_ts.max(ts);
+        }
+        self.pkts[dir] += 1;
+        self.ip_bytes[dir] += ip_bytes as u64;
+        let start = ts.div_euclid(MINUTE_NANOS) * 60;
+        let slot = match self.minutes.last_mut() {
+            Some(m) if m.start == start => m,
+            _ => {
+                // Packets are time-ordered per file; out-of-order stragglers join their own minute.
+                if let Some(pos) = self.minutes.iter().position(|m| m.start == start) {
+                    &mut self.minutes[pos]
+                } else {
+                    self.minutes.push(MinuteSlice {
+                        start,
+                        ..MinuteSlice::default()
+                    });
+                    self.minutes.sort_by_key(|m| m.start);
+                    let pos = self
+                        .minutes
+                        .iter()
+                        .position(|m| m.start == start)
+                        .unwrap_or(0);
+                    &mut self.minutes[pos]
+                }
+            }
+        };
+        if dir == 0 {
+            slot.orig_pkts += 1;
+            slot.orig_ip_bytes += ip_bytes as u64;
+            slot.orig_bytes += payload_new;
+            slot.resp_bytes += peer_new;
+        } else {
+            slot.resp_pkts += 1;
+            slot.resp_ip_bytes += ip_bytes as u64;
+            slot.resp_bytes += payload_new;
+            slot.orig_bytes += peer_new;
+        }
+    }
+}
+
+/// The table of live flows.
+pub struct FlowTable {
+    flows: LinkedHashMap<FlowKey, Flow>,
+    config: FlowConfig,
+    names: NameBook,
+    stats: FlowStats,
+    created: u64,
+    last_sweep: i64,
+}
+
+/// Ports that mark the server side of a flow seen without its SYN (or UDP answered first).
+fn likely_server_port(port: u16) -> bool {
+    port < 1024 || matches!(port, 1080 | 3128 | 5353 | 5355 | 8080 | 8089 | 8443 | 9991)
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(config: FlowConfig, names: NameBook) -> Self {
+        FlowTable {
+            flows: LinkedHashMap::new(),
+            config,
+            names,
+            stats: FlowStats::default(),
+            created: 0,
+            last_sweep: i64::MIN,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &FlowStats {
+        &self.stats
+    }
+
+    /// Flows currently held.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// True when no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Adds one packet; finished flows are passed to `out`.
+    pub fn process(&mut self, pkt: &Packet<'_>, out: &mut impl FnMut(FlowRecord)) {
+        let now = pkt.ts_nanos;
+        if now.saturating_sub(self.last_sweep) >= NANOS {
+            self.sweep(now, out);
+        }
+        let (proto, sport, dport) = match pkt.transport {
+            L4::Tcp(seg) => (Transport::Tcp, seg.src_port, seg.dst_port),
+            L4::Udp {
+                src_port, dst_port, ..
+            } => (Transport::Udp, src_port, dst_port),
+            L4::Icmp {
+                icmp_type,
+                ident,
+                error,
+                v6,
+                ..
+            } => {
+                if error {
+                    self.stats.icmp_errors += 1;
+                }
+                // Echo request and reply share the identifier; other messages pair by type class.
+                let class = icmp_class(icmp_type, v6);
+                (Transport::Icmp, class, ident)
+            }
+            L4::Other => (Transport::Other, 0, 0),
+        };
+        let src = (pkt.src, sport);
+        let dst = (
+            pkt.dst,
+            if proto == Transport::Icmp {
+                sport
+            } else {
+                dport
+            },
+        );
+        let src = if proto == Transport::Icmp {
+            (pkt.src, dport)
+        } else {
+            src
+        };
+        let dst = if proto == Transport::Icmp {
+            (pkt.dst, dport)
+        } else {
+            dst
+        };
+        let key = FlowKey::new(pkt.ip_proto, src, dst);
+
+        // A flow past its timeout, or a closed TCP flow seeing a new SYN, ends before this packet.
+        if let Some(flow) = self.flows.get(&key) {
+            let new_syn = matches!(pkt.transport, L4::Tcp(s) if s.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN);
+            let reason = if flow.expired(now, &self.config) {
+                Some(if flow.closed_at.is_some() {
+                    EndReason::Closed
+                } else {
+                    EndReason::Timeout
+                })
+            } else if flow.closed_at.is_some() && new_syn {
+                Some(EndReason::Closed)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                if let Some(flow) = self.flows.remove(&key) {
+                    if reason == EndReason::Timeout {
+                        self.stats.timed_out += 1;
+                    }
+                    out(self.record(flow, reason));
+                }
+            }
+        }
+
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.config.max_flows {
+                if let Some((_, oldest)) = self.flows.pop_front() {
+                    self.stats.evicted += 1;
+                    out(self.record(oldest, EndReason::Evicted));
+                }
+            }
+            let flow = self.new_flow(pkt, proto, src, dst);
+            self.flows.insert(key, flow);
+            self.stats.max_concurrent = self.stats.max_concurrent.max(self.flows.len() as u64);
+        } else {
+            self.flows.to_back(&key);
+        }
+
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let dir = usize::from(flow.orig != src);
+        let names = &mut self.names;
+        let mut on_event = |event: AppEvent<'_>| match event {
+            AppEvent::Dns(msg) => names.observe_dns(msg, now),
+        };
+        match pkt.transport {
+            L4::Tcp(seg) => {
+                let tcp = flow
+                    .tcp
+                    .get_or_insert_with(|| Box::new(TcpConn::new(false)));
+                let effect = tcp.segment(dir, &seg);
+                if effect.closed && flow.closed_at.is_none() {
+                    flow.closed_at = Some(now);
+                }
+                flow.account(now, dir, pkt.ip_bytes, effect.sender_new, effect.peer_new);
+                if let Some(offset) = effect.stream_offset {
+                    let ports = (flow.orig.1, flow.resp.1);
+                    flow.app
+                        .tcp(dir, offset, seg.payload, now, ports, &mut on_event);
+                }
+            }
+            L4::Udp {
+                payload,
+                wire_payload_len,
+                ..
+            } => {
+                flow.payload[dir] += wire_payload_len as u64;
+                let letter = if dir == 0 { 'D' } else { 'd' };
+                if wire_payload_len > 0 && !flow.udp_history.contains(letter) {
+                    flow.udp_history.push(letter);
+                }
+                flow.account(now, dir, pkt.ip_bytes, wire_payload_len as u64, 0);
+                let ports = (flow.orig.1, flow.resp.1);
+                flow.app.udp(dir, payload, ports, &mut on_event);
+            }
+            L4::Icmp { .. } | L4::Other => {
+                let payload = pkt.ip_bytes.saturating_sub(28) as u64;
+                flow.payload[dir] += payload;
+                flow.account(now, dir, pkt.ip_bytes, payload, 0);
+            }
+        }
+    }
+
+    fn new_flow(
+        &mut self,
+        pkt: &Packet<'_>,
+        proto: Transport,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+    ) -> Flow {
+        // Choose the originator: the SYN sender; without a SYN, the side that is not on a
+        // well-known server port.
+        let (flip, midstream) = match pkt.transport {
+            L4::Tcp(seg) => {
+                let syn = seg.flags & tcp_flags::SYN != 0;
+                let ack = seg.flags & tcp_flags::ACK != 0;
+                if syn && !ack {
+                    (false, false)
+                } else if syn && ack {
+                    (true, true)
+                } else {
+                    (
+                        likely_server_port(seg.src_port) && !likely_server_port(seg.dst_port),
+                        true,
+                    )
+                }
+            }
+            L4::Udp {
+                src_port, dst_port, ..
+            } => (
+                likely_server_port(src_port) && !likely_server_port(dst_port),
+                false,
+            ),
+            L4::Icmp { icmp_type, v6, .. } => (is_icmp_reply(icmp_type, v6), false),
+            L4::Other => (false, false),
+        };
+        let (orig, resp) = if flip { (dst, src) } else { (src, dst) };
+        self.created += 1;
+        self.stats.flows += 1;
+        match proto {
+            Transport::Tcp => self.stats.tcp_flows += 1,
+            Transport::Udp => self.stats.udp_flows += 1,
+            _ => self.stats.other_flows += 1,
+        }
+        if midstream {
+            self.stats.midstream_flows += 1;
+        }
+        let icmp_type_code = match pkt.transport {
+            L4::Icmp {
+                icmp_type, code, ..
+            } => Some((icmp_type, code)),
+            _ => None,
+        };
+        Flow {
+            seq_no: self.created,
+            first_ts: pkt.ts_nanos,
+            last_ts: pkt.ts_nanos,
+            orig,
+            resp,
+            ip_proto: pkt.ip_proto,
+            proto,
+            vlan: pkt.vlan,
+            pkts: [0; 2],
+            ip_bytes: [0; 2],
+            payload: [0; 2],
+            tcp: (proto == Transport::Tcp).then(|| Box::new(TcpConn::new(flip))),
+            midstream,
+            closed_at: None,
+            minutes: Vec::new(),
+            udp_history: String::new(),
+            app: AppState::default(),
+            dns_evidence: self.names.dns_evidence(resp.0, pkt.ts_nanos),
+            icmp_type_code,
+        }
+    }
+
+    /// Ends flows idle past their timeout at packet time `now`.
+    pub fn sweep(&mut self, now: i64, out: &mut impl FnMut(FlowRecord)) {
+        self.last_sweep = now;
+        while let Some((_, front)) = self.flows.front() {
+            if !front.expired(now, &self.config) {
+                break;
+            }
+            let Some((_, flow)) = self.flows.pop_front() else {
+                break;
+            };
+            let reason = if flow.closed_at.is_some() {
+                EndReason::Closed
+            } else {
+                self.stats.timed_out += 1;
+                EndReason::Timeout
+            };
+            out(self.record(flow, reason));
+        }
+        // Closed flows linger only seconds but may sit behind a long-idle flow: look a little
+        // further so they are not held for the full TCP timeout.
+        let done: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .take(64)
+            .filter(|(_, f)| f.closed_at.is_some() && f.expired(now, &self.config))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in done {
+            if let Some(flow) = self.flows.remove(&key) {
+                out(self.record(flow, EndReason::Closed));
+            }
+        }
+    }
+
+    /// Ends every remaining flow (end of capture).
+    pub fn finish(&mut self, out: &mut impl FnMut(FlowRecord)) {
+        while let Some((_, flow)) = self.flows.pop_front() {
+            let reason = if flow.closed_at.is_some() {
+                EndReason::Closed
+            } else {
+                EndReason::EndOfCapture
+            };
+            out(self.record(flow, reason));
+        }
+    }
+
+    /// Snapshots of open flows that were active in minutes that ended at or before `now`
+    /// (interim records for long flows: nothing waits for a flow's end to be counted).
+    pub fn interim(&self, now: i64) -> Vec<FlowRecord> {
+        let minute = now.div_euclid(MINUTE_NANOS) * 60;
+        self.flows
+            .values()
+            .filter(|f| f.minutes.first().is_some_and(|m| m.start < minute))
+            .map(|f| self.snapshot(f, EndReason::EndOfCapture))
+            .collect()
+    }
+
+    fn snapshot(&self, flow: &Flow, reason: EndReason) -> FlowRecord {
+        let (orig_bytes, resp_bytes, missed, history, conn_state) = match &flow.tcp {
+            Some(tcp) => (
+                tcp.ep[0].span,
+                tcp.ep[1].span,
+                tcp.ep[0].missed() + tcp.ep[1].missed(),
+                tcp.history().to_string(),
+                tcp.conn_state(),
+            ),
+            None => {
+                let state = match (flow.proto, flow.pkts[0] > 0, flow.pkts[1] > 0) {
+                    (Transport::Udp, true, true) => ConnState::SF,
+                    (Transport::Udp, true, false) => ConnState::S0,
+                    (Transport::Udp, false, true) => ConnState::SHR,
+                    _ => ConnState::OTH,
+                };
+                (
+                    flow.payload[0],
+                    flow.payload[1],
+                    0,
+                    flow.udp_history.clone(),
+                    state,
+                )
+            }
+        };
+        let app = &flow.app;
+        let mut evidence = Vec::new();
+        if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_deref()) {
+            evidence.push(names::flow_evidence(NameSource::TlsSni, sni));
+        }
+        if let Some(target) = &app.connect {
+            evidence.push(names::flow_evidence(NameSource::HttpConnect, target));
+        }
+        if let Some(host) = app.http.iter().find_map(|h| h.host.as_deref()) {
+            if app.connect.is_none() {
+                evidence.push(names::flow_evidence(NameSource::HttpHost, host));
+            }
+        }
+        evidence.extend(flow.dns_evidence.iter().take(1).cloned());
+        evidence.extend(self.names.operator_evidence(flow.resp.0));
+        let ech = app.tls.as_ref().is_some_and(|t| t.ech);
+        let mut name = names::choose(evidence, ech, flow.first_ts);
+        if app.quic_seen && app.tls.is_none() {
+            if let Some(n) = name.as_mut() {
+                n.caveats
+                    .push("QUIC: the ClientHello could not be read, so no SNI".into());
+            }
+        }
+        let (orig_p, resp_p) = match flow.icmp_type_code {
+            // Zeek logs ICMP type and code in the port columns.
+            Some((ty, code)) => (ty as u16, code as u16),
+            None => (flow.orig.1, flow.resp.1),
+        };
+        FlowRecord {
+            uid: uid(flow),
+            ts_nanos: flow.first_ts,
+            last_ts_nanos: flow.last_ts,
+            proto: flow.proto,
+            ip_proto: flow.ip_proto,
+            orig_h: flow.orig.0,
+            orig_p,
+            resp_h: flow.resp.0,
+            resp_p,
+            service: app.service(),
+            orig_bytes,
+            resp_bytes,
+            conn_state,
+            missed_bytes: missed,
+            history,
+            orig_pkts: flow.pkts[0],
+            orig_ip_bytes: flow.ip_bytes[0],
+            resp_pkts: flow.pkts[1],
+            resp_ip_bytes: flow.ip_bytes[1],
+            midstream: flow.midstream,
+            vlan: flow.vlan,
+            end_reason: reason,
+            name,
+            tls: app.tls.clone(),
+            http: app.http.clone(),
+            dns: app.dns.clone(),
+            secrets: app.secrets.clone(),
+            minutes: flow.minutes.clone(),
+        }
+    }
+
+    fn record(&self, flow: Flow, reason: EndReason) -> FlowRecord {
+        self.snapshot(&flow, reason)
+    }
+
+    /// What the name book learnt (for reports).
+    pub fn names(&self) -> &NameBook {
+        &self.names
+    }
+}
+
+fn icmp_class(icmp_type: u8, v6: bool) -> u16 {
+    // Pair requests with their replies so both directions land in one flow.
+    let t = match (v6, icmp_type) {
+        (false, 0) => 8,
+        (false, 14) => 13,
+        (false, 16) => 15,
+        (false, 18) => 17,
+        (true, 129) => 128,
+        (_, t) => t,
+    };
+    t as u16
+}
+
+fn is_icmp_reply(icmp_type: u8, v6: bool) -> bool {
+    matches!((v6, icmp_type), (false, 0 | 14 | 16 | 18) | (true, 129))
+}
+
+/// Zeek-style uid: `C` and 17 base-62 digits, a deterministic function of the flow's key, start
+/// time and creation order, so the same capture always gives the same uids.
+fn uid(flow: &Flow) -> String {
+    // FNV-1a over the identifying fields (no randomness: reproducible evidence ids).
+    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+    let prime: u128 = 0x0000000001000000000000000000013B;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= *b as u128;
+            hash = hash.wrapping_mul(prime);
+        }
+    };
+    feed(&flow.first_ts.to_le_bytes());
+    feed(&flow.seq_no.to_le_bytes());
+    feed(flow.orig.0.to_string().as_bytes());
+    feed(&flow.orig.1.to_le_bytes());
+    feed(flow.resp.0.to_string().as_bytes());
+    feed(&flow.resp.1.to_le_bytes());
+    feed(&[flow.ip_proto]);
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut s = String::with_capacity(18);
+    s.push('C');
+    for _ in 0..17 {
+        s.push(DIGITS[(hash % 62) as usize] as char);
+        hash /= 62;
+    }
+    s
+}

@@ -1,0 +1,677 @@
+//! Capture files: classic pcap (both byte orders, microsecond and nanosecond magic, the modified
+//! "Kuznetzov" format) and pcapng (any number of sections and interfaces, EPB/SPB/obsolete PB, ISB
+//! drop counters). The file is memory-mapped and parsed in place with pcap-parser's block
+//! functions, so every [`Frame`] borrows the mapping: no per-packet copy and no read buffer to refill.
+//!
+//! Pages already parsed are handed back to the kernel as the cursor moves on, so resident memory
+//! stays flat however large the file is.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified};
+use pcap_parser::pcapng::{build_ts_resolution, Block};
+use pcap_parser::{parse_block_be, parse_block_le, parse_pcap_header, PcapError};
+use sha2::{Digest, Sha256};
+
+use super::{FileFacts, Frame, SourceError};
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_OBSOLETE_PACKET_BLOCK: u32 = 0x0000_0002;
+/// libpcap refuses records larger than this (its MAXIMUM_SNAPLEN); a larger caplen means the
+/// record header is garbage, not a big packet.
+const MAX_PLAUSIBLE_CAPLEN: u32 = 262_144;
+/// How much parsed data to keep mapped before releasing it.
+const RELEASE_CHUNK: usize = 32 << 20;
+
+/// An opened, memory-mapped capture file.
+pub struct CaptureFile {
+    path: PathBuf,
+    map: Mmap,
+}
+
+impl CaptureFile {
+    /// Opens and maps `path`. An empty file is an error: it cannot be a capture.
+    pub fn open(path: &Path) -> Result<Self, SourceError> {
+        let io = |source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len == 0 {
+            return Err(SourceError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        // SAFETY: the mapping is read-only and private; dg-audit never writes it. A capture file
+        // that another process truncates while we read it can raise SIGBUS, as with every
+        // mmap-based reader (tcpdump's libpcap reads instead); captures being analysed are
+        // expected to be finished files. Live capture does not use this path.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(CaptureFile {
+            path: path.to_path_buf(),
+            map,
+        })
+    }
+
+    /// The file's path as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the file in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: empty files are refused by [`CaptureFile::open`].
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Reads the file header and returns a reader positioned on the first record.
+    pub fn reader(&self, file_index: usize) -> Result<FileReader<'_>, SourceError> {
+        FileReader::new(self, file_index)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    link_type: u32,
+    snaplen: u32,
+    /// Timestamp units per second.
+    units_per_sec: u64,
+    offset_secs: i64,
+}
+
+enum Layout {
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        modified: bool,
+        link_type: u32,
+        snaplen: u32,
+    },
+    Pcapng {
+        big_endian: bool,
+        interfaces: Vec<Interface>,
+        /// Latest cumulative drop counters per interface id, from ISBs.
+        drops: Vec<u64>,
+    },
+}
+
+/// Cursor over the records of one capture file.
+pub struct FileReader<'a> {
+    file: &'a CaptureFile,
+    data: &'a [u8],
+    pos: usize,
+    released: usize,
+    layout: Layout,
+    file_index: usize,
+    last_ts: i64,
+    facts: FileFacts,
+    done: bool,
+    /// SHA-256 of the file, fed as the cursor passes so the file is read once.
+    hasher: Sha256,
+    hashed: usize,
+}
+
+impl<'a> FileReader<'a> {
+    fn new(file: &'a CaptureFile, file_index: usize) -> Result<Self, SourceError> {
+        let data: &[u8] = &file.map;
+        let path = &file.path;
+        let magic = |n: usize| hex::encode(&data[..data.len().min(n)]);
+        if data.len() < 4 {
+            return Err(SourceError::TruncatedHeader {
+                path: path.clone(),
+                format: "capture",
+                len: data.len(),
+                needed: 24,
+            });
+        }
+        let first = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+        let mut facts = FileFacts {
+            path: path.display().to_string(),
+            size_bytes: data.len() as u64,
+            ..FileFacts::default()
+        };
+        let (layout, pos) = match first {
+            PCAPNG_SHB => {
+                facts.format = "pcapng".into();
+                (
+                    Layout::Pcapng {
+                        big_endian: false,
+                        interfaces: Vec::new(),
+                        drops: Vec::new(),
+                    },
+                    0,
+                )
+            }
+            0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1 | 0x34cd_b2a1 => {
+                if data.len() < 24 {
+                    return Err(SourceError::TruncatedHeader {
+                        path: path.clone(),
+                        format: "pcap",
+                        len: data.len(),
+                        needed: 24,
+                    });
+                }
+                let (_, header) =
+                    parse_pcap_header(data).map_err(|_| SourceError::NotACapture {
+                        path: path.clone(),
+                        magic: magic(8),
+                    })?;
+                facts.format = "pcap".into();
+                let link_type = header.network.0 as u32;
+                facts.link_types.push(link_type);
+                facts.snaplen = header.snaplen;
+                (
+                    Layout::Pcap {
+                        big_endian: header.is_bigendian(),
+                        nanos: header.is_nanosecond_precision(),
+                        modified: header.is_modified_format(),
+                        link_type,
+                        snaplen: header.snaplen,
+                    },
+                    24,
+                )
+            }
+            _ => {
+                return Err(SourceError::NotACapture {
+                    path: path.clone(),
+                    magic: magic(8),
+                })
+            }
+        };
+        facts.byte_order = match &layout {
+            Layout::Pcap { big_endian, .. } if *big_endian => "be".into(),
+            _ => "le".into(),
+        };
+        let mut reader = FileReader {
+            file,
+            data,
+            pos,
+            released: 0,
+            layout,
+            file_index,
+            last_ts: 0,
+            facts,
+            done: false,
+            hasher: Sha256::new(),
+            hashed: 0,
+        };
+        // A pcapng file whose first section header is unreadable is not a capture we can use.
+        if let Layout::Pcapng { .. } = reader.layout {
+            reader.read_section_header()?;
+        }
+        Ok(reader)
+    }
+
+    /// What was learnt about the file so far (final once [`FileReader::next_frame`] returned None).
+    pub fn facts(&self) -> &FileFacts {
+        &self.facts
+    }
+
+    /// Takes the facts out (call once the reader is exhausted).
+    pub fn into_facts(mut self) -> FileFacts {
+        if let Layout::Pcapng { drops, .. } = &self.layout {
+            self.facts.capture_drops = drops.iter().sum();
+        }
+        // The hash covers the whole file, including any unread tail after a fault.
+        self.hasher.update(&self.data[self.hashed..]);
+        self.facts.sha256 = hex::encode(self.hasher.finalize());
+        self.facts
+    }
+
+    /// Bytes of the file consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Stops reading after a fault: the fault becomes a warning and the file is marked incomplete.
+    fn fail(&mut self, err: SourceError) -> Option<Frame<'a>> {
+        tracing::warn!("{err}");
+        self.facts.warnings.push(err.to_string());
+        self.facts.incomplete = true;
+        self.done = true;
+        None
+    }
+
+    fn truncated(&self, needed: usize) -> SourceError {
+        SourceError::TruncatedRecord {
+            path: self.file.path.clone(),
+            record: self.facts.records,
+            offset: self.pos as u64,
+            needed,
+        }
+    }
+
+    fn corrupt(&self, what: String) -> SourceError {
+        SourceError::Corrupt {
+            path: self.file.path.clone(),
+            record: self.facts.records,
+            offset: self.pos as u64,
+            what,
+        }
+    }
+
+    /// Returns the next frame, or None at the end of the file or after a fault (see `facts()`).
+    pub fn next_frame(&mut self) -> Option<Frame<'a>> {
+        self.release_consumed();
+        loop {
+            if self.done || self.pos >= self.data.len() {
+                self.done = true;
+                return None;
+            }
+            let result = match self.layout {
+                Layout::Pcap { .. } => self.next_pcap(),
+                Layout::Pcapng { .. } => self.next_pcapng(),
+            };
+            match result {
+                Ok(Some(frame)) => {
+                    self.facts.records += 1;
+                    if (frame.data.len() as u64) < frame.wire_len as u64 {
+                        self.facts.truncated_frames += 1;
+                    }
+                    return Some(frame);
+                }
+                Ok(None) => continue, // a non-packet block
+                Err(err) => return self.fail(err),
+            }
+        }
+    }
+
+    fn next_pcap(&mut self) -> Result<Option<Frame<'a>>, SourceError> {
+        let Layout::Pcap {
+            big_endian,
+            nanos,
+            modified,
+            link_type,
+            snaplen,
+        } = self.layout
+        else {
+            unreachable!("next_pcap is only called on pcap layouts")
+        };
+        let rest = &self.data[self.pos..];
+        let parsed = if modified {
+            parse_pcap_frame_modified(rest)
+        } else if big_endian {
+            parse_pcap_frame_be(rest)
+        } else {
+            parse_pcap_frame(rest)
+        };
+        // Check the header's caplen before trusting the parser's Incomplete: garbage after a valid
+        // prefix usually shows up as an absurd caplen, which is corruption, not truncation.
+        let header_len = if modified { 24 } else { 16 };
+        if rest.len() >= header_len {
+            let caplen_bytes = [rest[8], rest[9], rest[10], rest[11]];
+            let caplen = if big_endian {
+                u32::from_be_bytes(caplen_bytes)
+            } else {
+                u32::from_le_bytes(caplen_bytes)
+            };
+            if caplen > MAX_PLAUSIBLE_CAPLEN.max(snaplen) {
+                return Err(self.corrupt(format!(
+                    "captured length {caplen} exceeds the snaplen {snaplen} and any real packet (garbage record header?)"
+                )));
+            }
+        }
+        match parsed {
+            Ok((remaining, block)) => {
+                let ts_frac = if nanos {
+                    block.ts_usec as i64
+                } else {
+                    block.ts_usec as i64 * 1_000
+                };
+                let ts_nanos = block.ts_sec as i64 * 1_000_000_000 + ts_frac;
+                if snaplen > 0 && block.caplen > snaplen {
+                    self.note_over_snaplen(block.caplen, snaplen);
+                }
+                self.pos = self.data.len() - remaining.len();
+                self.last_ts = ts_nanos;
+                Ok(Some(Frame {
+                    ts_nanos,
+                    link_type,
+                    data: block.data,
+                    wire_len: block.origlen.max(block.caplen),
+                    file_index: self.file_index,
+                    interface: 0,
+                    has_ts: true,
+                }))
+            }
+            Err(nom::Err::Incomplete(needed)) => Err(self.truncated(needed_bytes(needed, rest))),
+            Err(e) => Err(self.corrupt(describe(e))),
+        }
+    }
+
+    fn note_over_snaplen(&mut self, caplen: u32, snaplen: u32) {
+        if self.facts.frames_over_snaplen == 0 {
+            let msg = format!(
+                "{}: record {} at offset {}: captured length {caplen} is larger than the file's snaplen {snaplen}; the data is kept",
+                self.file.path.display(),
+                self.facts.records,
+                self.pos
+            );
+            tracing::warn!("{msg}");
+            self.facts.warnings.push(msg);
+        }
+        self.facts.frames_over_snaplen += 1;
+    }
+
+    fn read_section_header(&mut self) -> Result<(), SourceError> {
+        let rest = &self.data[self.pos..];
+        match pcap_parser::pcapng::parse_sectionheaderblock(rest) {
+            Ok((remaining, shb)) => {
+                if shb.major_version != 1 {
+                    return Err(self.corrupt(format!(
+                        "pcapng section version {}.{} is not 1.x",
+                        shb.major_version, shb.minor_version
+                    )));
+                }
+                let be = shb.big_endian();
+                if let Layout::Pcapng {
+                    big_endian,
+                    interfaces,
+                    drops,
+                } = &mut self.layout
+                {
+                    *big_endian = be;
+                    interfaces.clear();
+                    drops.clear();
+                }
+                if self.pos == 0 && be {
+                    self.facts.byte_order = "be".into();
+                }
+                self.pos = self.data.len() - remaining.len();
+                Ok(())
+            }
+            Err(nom::Err::Incomplete(needed)) => Err(self.truncated(needed_bytes(needed, rest))),
+            Err(e) => Err(self.corrupt(format!("bad section header block: {}", describe(e)))),
+        }
+    }
+
+    fn next_pcapng(&mut self) -> Result<Option<Frame<'a>>, SourceError> {
+        let rest = &self.data[self.pos..];
+        if rest.len() < 12 {
+            return Err(self.truncated(12 - rest.len()));
+        }
+        let block_type = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        if block_type == PCAPNG_SHB {
+            self.read_section_header()?;
+            return Ok(None);
+        }
+        let Layout::Pcapng { big_endian, .. } = self.layout else {
+            unreachable!("next_pcapng is only called on pcapng layouts")
+        };
+        let len_bytes = [rest[4], rest[5], rest[6], rest[7]];
+        let block_len = if big_endian {
+            u32::from_be_bytes(len_bytes)
+        } else {
+            u32::from_le_bytes(len_bytes)
+        } as usize;
+        if block_len < 12 || block_len % 4 != 0 {
+            return Err(self.corrupt(format!(
+                "pcapng block length {block_len} is not a multiple of 4 of at least 12"
+            )));
+        }
+        if block_len > rest.len() {
+            return Err(self.truncated(block_len - rest.len()));
+        }
+        let parsed = if big_endian {
+            parse_block_be(rest)
+        } else {
+            parse_block_le(rest)
+        };
+        let block = match parsed {
+            Ok((_, block)) => block,
+            Err(nom::Err::Incomplete(needed)) => {
+                return Err(self.truncated(needed_bytes(needed, rest)))
+            }
+            Err(e) => return Err(self.corrupt(describe(e))),
+        };
+        let frame = self.pcapng_block(block, big_endian)?;
+        self.pos += block_len;
+        Ok(frame)
+    }
+
+    fn pcapng_block(
+        &mut self,
+        block: Block<'a>,
+        big_endian: bool,
+    ) -> Result<Option<Frame<'a>>, SourceError> {
+        match block {
+            Block::InterfaceDescription(idb) => {
+                let units_per_sec = match build_ts_resolution(idb.if_tsresol) {
+                    Some(units) if units > 0 => units,
+                    _ => {
+                        return Err(self.corrupt(format!(
+                            "interface timestamp resolution code {:#04x} is not usable",
+                            idb.if_tsresol
+                        )))
+                    }
+                };
+                let link_type = idb.linktype.0 as u32;
+                if !self.facts.link_types.contains(&link_type) {
+                    self.facts.link_types.push(link_type);
+                }
+                self.facts.snaplen = self.facts.snaplen.max(idb.snaplen);
+                if let Layout::Pcapng {
+                    interfaces, drops, ..
+                } = &mut self.layout
+                {
+                    interfaces.push(Interface {
+                        link_type,
+                        snaplen: idb.snaplen,
+                        units_per_sec,
+                        offset_secs: idb.if_tsoffset,
+                    });
+                    drops.push(0);
+                }
+                Ok(None)
+            }
+            Block::EnhancedPacket(epb) => {
+                let iface = self.interface(epb.if_id)?;
+                let ts = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+                let caplen = (epb.caplen as usize).min(epb.data.len());
+                self.packet(iface, epb.if_id, ts, &epb.data[..caplen], epb.origlen, true)
+            }
+            Block::SimplePacket(spb) => {
+                let iface = self.interface(0)?;
+                let mut caplen = (spb.origlen as usize).min(spb.data.len());
+                if iface.snaplen > 0 {
+                    caplen = caplen.min(iface.snaplen as usize);
+                }
+                self.packet(iface, 0, 0, &spb.data[..caplen], spb.origlen, false)
+            }
+            Block::InterfaceStatistics(isb) => {
+                let dropped = isb.isb_ifdrop().and_then(Result::ok).unwrap_or(0)
+                    + isb.isb_osdrop().and_then(Result::ok).unwrap_or(0);
+                if let Layout::Pcapng { drops, .. } = &mut self.layout {
+                    if let Some(slot) = drops.get_mut(isb.if_id as usize) {
+                        // Counters are cumulative since capture start: keep the latest.
+                        *slot = (*slot).max(dropped);
+                    }
+                }
+                Ok(None)
+            }
+            Block::Unknown(unknown) if unknown.block_type == PCAPNG_OBSOLETE_PACKET_BLOCK => {
+                self.obsolete_packet_block(unknown.data, big_endian)
+            }
+            _ => {
+                self.facts.skipped_blocks += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The pre-1.0 Packet Block (type 2), still written by old tools; pcap-parser leaves it raw.
+    /// Layout: interface id (u16), drops (u16), ts high, ts low, caplen, origlen, data.
+    fn obsolete_packet_block(
+        &mut self,
+        body: &'a [u8],
+        big_endian: bool,
+    ) -> Result<Option<Frame<'a>>, SourceError> {
+        if body.len() < 20 {
+            return Err(self.corrupt("obsolete packet block shorter than its header".into()));
+        }
+        let u16_at = |i: usize| {
+            let b = [body[i], body[i + 1]];
+            if big_endian {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let u32_at = |i: usize| {
+            let b = [body[i], body[i + 1], body[i + 2], body[i + 3]];
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let if_id = u16_at(0) as u32;
+        let iface = self.interface(if_id)?;
+        let ts = ((u32_at(4) as u64) << 32) | u32_at(8) as u64;
+        let caplen = (u32_at(12) as usize).min(body.len() - 20);
+        let origlen = u32_at(16);
+        self.packet(iface, if_id, ts, &body[20..20 + caplen], origlen, true)
+    }
+
+    fn interface(&self, if_id: u32) -> Result<Interface, SourceError> {
+        let Layout::Pcapng { interfaces, .. } = &self.layout else {
+            unreachable!("interfaces exist only in pcapng")
+        };
+        interfaces.get(if_id as usize).copied().ok_or_else(|| {
+            self.corrupt(format!(
+                "packet refers to interface {if_id}, but the section describes {} interface(s)",
+                interfaces.len()
+            ))
+        })
+    }
+
+    fn packet(
+        &mut self,
+        iface: Interface,
+        if_id: u32,
+        ts_units: u64,
+        data: &'a [u8],
+        origlen: u32,
+        has_ts: bool,
+    ) -> Result<Option<Frame<'a>>, SourceError> {
+        let ts_nanos = if has_ts {
+            let nanos = ts_units as u128 * 1_000_000_000 / iface.units_per_sec as u128;
+            let ts = nanos as i64 + iface.offset_secs * 1_000_000_000;
+            self.last_ts = ts;
+            ts
+        } else {
+            self.last_ts
+        };
+        if iface.snaplen > 0 && data.len() > iface.snaplen as usize {
+            self.note_over_snaplen(data.len() as u32, iface.snaplen);
+        }
+        Ok(Some(Frame {
+            ts_nanos,
+            link_type: iface.link_type,
+            data,
+            wire_len: origlen.max(data.len() as u32),
+            file_index: self.file_index,
+            interface: if_id,
+            has_ts,
+        }))
+    }
+
+    /// Gives parsed pages back to the kernel so resident memory does not grow with the file.
+    fn release_consumed(&mut self) {
+        if self.pos < self.released + RELEASE_CHUNK {
+            return;
+        }
+        let page = 4096;
+        let end = self.pos / page * page;
+        let start = self.released;
+        if end > start {
+            self.hasher.update(&self.data[self.hashed..end]);
+            self.hashed = end;
+            // SAFETY: the mapping is private and read-only, so dropped pages are re-read from the
+            // file if touched again; frames already returned stay valid byte-for-byte.
+            #[cfg(unix)]
+            unsafe {
+                let _ = self.file.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                );
+            }
+            self.released = end;
+        }
+    }
+}
+
+fn needed_bytes(needed: nom::Needed, rest: &[u8]) -> usize {
+    match needed {
+        nom::Needed::Size(n) => n.get(),
+        nom::Needed::Unknown => rest.len().max(1),
+    }
+}
+
+fn describe(e: nom::Err<PcapError<&[u8]>>) -> String {
+    match e {
+        nom::Err::Error(err) | nom::Err::Failure(err) => match err {
+            PcapError::NomError(_, kind) => format!("unparsable block ({kind:?})"),
+            PcapError::HeaderNotRecognized => "header not recognized".into(),
+            other => format!("{:?}", other.to_owned_vec()),
+        },
+        nom::Err::Incomplete(_) => "incomplete".into(),
+    }
+}
+
+/// Several files read as one stream in packet-time order (a k-way merge on the next frame of each).
+pub struct MergedReader<'a> {
+    readers: Vec<FileReader<'a>>,
+    heads: Vec<Option<Frame<'a>>>,
+}
+
+impl<'a> MergedReader<'a> {
+    /// Merges the given readers.
+    pub fn new(mut readers: Vec<FileReader<'a>>) -> Self {
+        let heads = readers.iter_mut().map(|r| r.next_frame()).collect();
+        MergedReader { readers, heads }
+    }
+
+    /// Bytes consumed over all files.
+    pub fn position(&self) -> u64 {
+        self.readers.iter().map(|r| r.position() as u64).sum()
+    }
+
+    /// Facts of every file, in input order (final once exhausted).
+    pub fn into_facts(self) -> Vec<FileFacts> {
+        self.readers
+            .into_iter()
+            .map(FileReader::into_facts)
+            .collect()
+    }
+}
+
+impl<'a> Iterator for MergedReader<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        let next = if self.heads.len() == 1 {
+            0
+        } else {
+            self.heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.map(|f| (f.ts_nanos, i)))
+                .min()?
+                .1
+        };
+        let frame = self.heads[next].take()?;
+        self.heads[next] = self.readers[next].next_frame();
+        Some(frame)
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests of the dg-audit binary (one test binary, modules per area).
+
+mod util;
+
+mod bad_input;
+mod corpus;

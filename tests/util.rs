@@ -1,0 +1,52 @@
+//! Shared helpers for the end-to-end tests: run the built binary, find shared test data.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// The shared corpus of public captures with tshark oracles (beside the repository).
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// Runs dg-audit with `args` and returns its output (whatever the exit code).
+pub fn dg_audit(args: &[&str]) -> Output {
+    Command::cargo_bin("dg-audit")
+        .expect("dg-audit binary is built")
+        .args(args)
+        .output()
+        .expect("dg-audit runs")
+}
+
+/// Runs `dg-audit flows --format json FILE` and parses the document.
+pub fn flows_json(file: &Path) -> (i32, serde_json::Value, String) {
+    let out = dg_audit(&[
+        "flows",
+        "--format",
+        "json",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: flows --format json is not JSON ({e}); stderr: {stderr}",
+            file.display()
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc, stderr)
+}
+
+/// Every capture in a directory (pcap and pcapng), sorted.
+pub fn captures_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".pcap") || name.ends_with(".pcapng")
+        })
+        .collect();
+    files.sort();
+    files
+}
