@@ -1,0 +1,2149 @@
+//! The audit policy: what a self-hosted Deepgram deployment's traffic may look like.
+//!
+//! A policy is a versioned TOML file (`schema_version = 1`). The built-in default,
+//! [`DEFAULT_POLICY_TOML`], restates Deepgram's public self-hosted documentation as limits
+//! (licensing to `license.deepgram.com:443`, every minute, short-lived, a few KB a minute), so an
+//! audit needs no flags. Every key of a user file is optional and falls back to that default;
+//! unknown keys are errors, because a typo that silently disabled a check would make a compliant
+//! verdict worthless.
+//!
+//! Invariants of a [`Policy`] once built: every address, CIDR block, port, name pattern and number
+//! has been validated, and every error found while building it names the file, the 1-based line
+//! and column, the key (`licensing.servers[0]`) and what to write instead. Parsing happens once;
+//! the predicates (`is_internal`, `egress_allowed`, ...) only compare.
+//!
+//! Names are matched case-insensitively with a trailing dot ignored; in a [`NamePattern`] a `*`
+//! stands for exactly one DNS label.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+/// The policy format version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The built-in policy, fully commented: every key with what it means and which claim of
+/// Deepgram's documentation it encodes. `dg-audit policy init` writes this text.
+pub const DEFAULT_POLICY_TOML: &str = include_str!("../policy/default.toml");
+
+/// Origin shown in errors about [`DEFAULT_POLICY_TOML`].
+const DEFAULT_ORIGIN: &str = "<built-in policy>";
+
+// Defaults for keys a user file leaves out. They must equal DEFAULT_POLICY_TOML; the test
+// `omitted_keys_take_the_embedded_defaults` keeps the two in step.
+const DEFAULT_INTERNAL: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
+const DEFAULT_SERVERS: &[&str] = &["license.deepgram.com:443"];
+const DEFAULT_HOSTED: &[&str] = &[
+    "api.deepgram.com",
+    "*.api.deepgram.com",
+    "api.*.deepgram.com",
+];
+const DEFAULT_API_PORTS: &[u16] = &[8080];
+const DEFAULT_CODEC_KBPS: &[f64] = &[6.0, 16.0, 32.0, 256.0];
+
+/// A validated audit policy. Build it with [`Policy::default_policy`], [`Policy::from_toml`] or
+/// [`Policy::load`]; serialise it (JSON, TOML) to record exactly what an audit checked against.
+///
+/// `Deserialize` reads that serialised form back (an audit JSON being re-rendered or merged): it
+/// checks each address, pattern and destination but not the cross-key rules, and reports no
+/// line and column; files written by people go through [`Policy::from_toml`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Format version; always [`SCHEMA_VERSION`] once validated.
+    pub schema_version: u32,
+    /// What counts as inside the deployment's network.
+    pub network: Network,
+    /// Licensing servers, proxies and the budgets licensing traffic must stay within.
+    pub licensing: Licensing,
+    /// Deepgram's hosted transcription names, which must never be reached.
+    pub transcription: Transcription,
+    /// Other destinations the deployment may reach.
+    pub egress: Egress,
+    /// Who may reach the self-hosted API.
+    pub ingress: Ingress,
+    /// Operator mappings from address to name (the weakest name evidence).
+    pub names: BTreeMap<IpAddr, String>,
+    /// Approved resolvers and DNS tunnelling thresholds.
+    pub dns: DnsPolicy,
+    /// Flow table timeouts and memory cap.
+    pub flows: FlowsPolicy,
+    /// Audio-shape thresholds and the codec rates of the "speech per minute" bound.
+    pub audio: AudioPolicy,
+    /// How complete a capture must be to give a verdict.
+    pub capture: CapturePolicy,
+}
+
+/// `[network]`: the address blocks inside the deployment's network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// Traffic leaving these blocks is egress.
+    pub internal: Vec<IpNet>,
+}
+
+/// `[licensing]`: where licensing goes and how much, how long and how often it may talk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Licensing {
+    /// Licensing servers by name and port (`license.deepgram.com:443`).
+    pub servers: Vec<ServerEndpoint>,
+    /// License Proxy endpoints inside the network; with any, only they may reach `servers`.
+    pub proxies: Vec<SocketAddr>,
+    /// HTTP forward proxies licensing may reach `servers` through with CONNECT.
+    pub forward_proxies: Vec<SocketAddr>,
+    /// Budget per source host and minute, in client-to-server IP bytes.
+    pub max_egress_bytes_per_minute: u64,
+    /// Longest a licensing connection may stay open (fractions allowed: `1.5`).
+    pub max_connection_seconds: f64,
+    /// Expected interval between check-ins.
+    pub cadence_seconds: u64,
+    /// Drift from `cadence_seconds` before a gap is a finding; always below `cadence_seconds`.
+    pub cadence_tolerance_seconds: u64,
+    /// Whether one kept-alive licensing connection is acceptable.
+    pub allow_held_connection: bool,
+}
+
+/// `[transcription]`: hosted transcription names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcription {
+    /// Patterns of Deepgram's hosted API names.
+    pub hosted: Vec<NamePattern>,
+}
+
+/// `[egress]`: explicitly allowed destinations besides licensing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Egress {
+    /// Allowed destinations; see [`Destination`].
+    pub allow: Vec<Destination>,
+}
+
+/// `[ingress]`: who may reach the self-hosted API and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ingress {
+    /// Ports the self-hosted API listens on.
+    pub api_ports: Vec<u16>,
+    /// Addresses outside `internal` allowed to reach the API ports (gateways, reverse proxies).
+    pub gateways: Vec<IpNet>,
+    /// Whether connections to the API ports must be TLS.
+    pub require_tls: bool,
+}
+
+/// `[dns]`: approved resolvers and tunnelling thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsPolicy {
+    /// Approved resolvers; empty means any internal address.
+    pub resolvers: Vec<Resolver>,
+    /// Queries per minute from one source to one registered domain.
+    pub max_queries_per_minute: u64,
+    /// Longest DNS label, in characters.
+    pub max_label_length: usize,
+    /// Highest Shannon entropy of a label, in bits per character.
+    pub max_label_entropy: f64,
+    /// Labels shorter than this are not scored for entropy (short labels are noisy).
+    pub entropy_min_label_length: usize,
+    /// TXT queries per minute from one source to one registered domain.
+    pub max_txt_queries_per_minute: u64,
+}
+
+/// `[flows]`: flow table timeouts and memory cap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowsPolicy {
+    /// Idle timeout of an established TCP connection.
+    pub tcp_timeout_seconds: u64,
+    /// Idle timeout of a UDP flow.
+    pub udp_timeout_seconds: u64,
+    /// Idle timeout of an ICMP flow.
+    pub icmp_timeout_seconds: u64,
+    /// Most flows held at once before the oldest idle ones are evicted.
+    pub max_flows: usize,
+}
+
+/// `[audio]`: what audio-shaped egress is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioPolicy {
+    /// Codec rates (kbit/s) for the "seconds of speech per minute" bound.
+    pub codec_kbps: Vec<f64>,
+    /// Per-flow egress bytes per minute above which a minute counts as a sustained upload.
+    pub sustained_upload_bytes_per_minute: u64,
+    /// Consecutive sustained minutes that make a flow audio-shaped.
+    pub sustained_minutes: u64,
+}
+
+/// `[capture]`: how complete a capture must be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapturePolicy {
+    /// Largest dropped/seen packet ratio (0.0 to 1.0) that still allows a verdict.
+    pub max_drop_ratio: f64,
+}
+
+/// Why a policy could not be read. Each variant's message names the file, and all but `Io` the
+/// 1-based line and column, so a user can go straight to the mistake.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("{}: cannot read the policy file: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{origin}:{line}:{column}: TOML syntax error: {message}")]
+    Syntax {
+        /// File name or other label of the text.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Valid TOML, but a key is unknown or a value is wrong.
+    #[error("{origin}:{line}:{column}: {}{message}", key_prefix(key))]
+    Invalid {
+        /// File name or other label of the text.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// Path of the key, like `licensing.servers[0]`; empty when no key applies.
+        key: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+    /// The file declares a `schema_version` this build does not read.
+    #[error(
+        "{origin}:{line}:{column}: schema_version: this policy is version {found}, but this \
+         dg-audit reads version {supported}; write `schema_version = {supported}` and check the \
+         keys against `dg-audit policy show`, or use the dg-audit release that wrote it"
+    )]
+    Version {
+        /// File name or other label of the text.
+        origin: String,
+        /// 1-based line of the value.
+        line: usize,
+        /// 1-based column of the value.
+        column: usize,
+        /// The version the file declares.
+        found: i64,
+        /// The version this build reads.
+        supported: u32,
+    },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+/// Why a name pattern, destination or address string is malformed; the text says what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+impl ParseError {
+    fn new(message: impl Into<String>) -> Self {
+        ParseError(message.into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Name patterns
+
+/// One label of a [`NamePattern`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Label {
+    /// `*`: exactly one label, any text.
+    Any,
+    /// A literal label, lowercase.
+    Exact(String),
+}
+
+/// A DNS name pattern, parsed once: `*` matches exactly one label (`*.api.deepgram.com` matches
+/// `x.api.deepgram.com`, not `api.deepgram.com`; `api.*.deepgram.com` matches
+/// `api.eu.deepgram.com`). Matching is case-insensitive and ignores a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamePattern {
+    labels: Vec<Label>,
+}
+
+impl NamePattern {
+    /// Whether `name` matches this pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        // Count first so a longer name cannot match a prefix of the pattern.
+        if name.is_empty() || name.split('.').count() != self.labels.len() {
+            return false;
+        }
+        name.split('.')
+            .zip(&self.labels)
+            .all(|(got, want)| match want {
+                Label::Any => !got.is_empty(),
+                Label::Exact(want) => got.eq_ignore_ascii_case(want),
+            })
+    }
+
+    /// Whether the pattern holds a `*`.
+    pub fn has_wildcard(&self) -> bool {
+        self.labels.contains(&Label::Any)
+    }
+}
+
+impl FromStr for NamePattern {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        let name = text.strip_suffix('.').unwrap_or(text);
+        if name.is_empty() {
+            return Err(ParseError::new("the name is empty"));
+        }
+        if name.len() > 253 {
+            return Err(ParseError::new(format!(
+                "\"{text}\" is longer than the 253 characters a DNS name may have"
+            )));
+        }
+        let mut labels = Vec::new();
+        for label in name.split('.') {
+            if label.is_empty() {
+                return Err(ParseError::new(format!(
+                    "\"{text}\" has an empty label (two dots in a row, or a leading dot)"
+                )));
+            }
+            if label == "*" {
+                labels.push(Label::Any);
+                continue;
+            }
+            if label.contains('*') {
+                return Err(ParseError::new(format!(
+                    "\"{text}\": a wildcard must be a whole label, like \"*.api.deepgram.com\" \
+                     (`*` stands for exactly one label)"
+                )));
+            }
+            if label.len() > 63 {
+                return Err(ParseError::new(format!(
+                    "\"{text}\": the label \"{label}\" is longer than the 63 characters DNS allows"
+                )));
+            }
+            if let Some(bad) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            {
+                return Err(ParseError::new(format!(
+                    "\"{text}\": {bad:?} cannot appear in a host name (letters, digits, '-' and \
+                     '_' only; write internationalised names in their xn-- form)"
+                )));
+            }
+            labels.push(Label::Exact(label.to_ascii_lowercase()));
+        }
+        if labels.iter().all(|l| *l == Label::Any) {
+            return Err(ParseError::new(format!(
+                "\"{text}\" would match any name; name at least one label, like \"*.example.com\""
+            )));
+        }
+        // No top-level domain is all digits, so such a "name" is a mistyped address.
+        if let Some(Label::Exact(last)) = labels.last() {
+            if last.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ParseError::new(format!(
+                    "\"{text}\" is neither a valid IP address nor a host name"
+                )));
+            }
+        }
+        Ok(NamePattern { labels })
+    }
+}
+
+impl fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, label) in self.labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            match label {
+                Label::Any => f.write_str("*")?,
+                Label::Exact(s) => f.write_str(s)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for NamePattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NamePattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_string(deserializer)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints and destinations
+
+/// A licensing server: a name pattern and its port, written `"license.deepgram.com:443"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEndpoint {
+    /// The server's name (wildcards allowed).
+    pub host: NamePattern,
+    /// The port licensing uses.
+    pub port: u16,
+}
+
+impl FromStr for ServerEndpoint {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        let Some((host, port)) = text.rsplit_once(':') else {
+            if text.parse::<IpAddr>().is_ok() {
+                return Err(address_not_name(text));
+            }
+            return Err(ParseError::new(format!(
+                "\"{text}\" needs a port, like \"{text}:443\""
+            )));
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().is_ok() {
+            return Err(address_not_name(text));
+        }
+        let port = parse_port(port, text)?;
+        let host = host.parse::<NamePattern>()?;
+        Ok(ServerEndpoint { host, port })
+    }
+}
+
+fn address_not_name(text: &str) -> ParseError {
+    ParseError::new(format!(
+        "\"{text}\" is an address; licensing servers are recognised by name (SNI, DNS, CONNECT), \
+         so write the name here, like \"license.deepgram.com:443\", and map the address to it in \
+         [names], like \"203.0.113.10\" = \"license.deepgram.com\""
+    ))
+}
+
+impl fmt::Display for ServerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Serialize for ServerEndpoint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerEndpoint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_string(deserializer)
+    }
+}
+
+/// The host part of a [`Destination`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A name pattern, matched against a flow's destination name evidence.
+    Name(NamePattern),
+    /// An address block (a single address is a /32 or /128).
+    Net(IpNet),
+}
+
+/// Transport restriction of a [`Destination`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `/udp`
+    Udp,
+    /// `/tcp`
+    Tcp,
+}
+
+/// An allowed destination, written `"name-or-CIDR[:port][/udp|/tcp]"`: `"hooks.example.com:443"`,
+/// `"198.51.100.0/24:443"`, `"[2001:db8::53]:53/udp"`. IPv6 goes in brackets so its colons are
+/// not read as a port. No port means any port; no transport means both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Name pattern or address block.
+    pub host: Host,
+    /// Port, or `None` for any.
+    pub port: Option<u16>,
+    /// Transport, or `None` for both.
+    pub transport: Option<Transport>,
+}
+
+impl Destination {
+    /// Whether a flow to `ip:port` (with destination name `name`, when known) matches.
+    pub fn matches(&self, name: Option<&str>, ip: IpAddr, port: u16, udp: bool) -> bool {
+        let host = match &self.host {
+            Host::Name(pattern) => name.is_some_and(|n| pattern.matches(n)),
+            Host::Net(net) => net.contains(&ip),
+        };
+        let transport = match self.transport {
+            None => true,
+            Some(Transport::Udp) => udp,
+            Some(Transport::Tcp) => !udp,
+        };
+        host && transport && self.port.is_none_or(|p| p == port)
+    }
+}
+
+impl FromStr for Destination {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        let lower = text.to_ascii_lowercase();
+        let (rest, transport) = if lower.ends_with("/udp") {
+            (&text[..text.len() - 4], Some(Transport::Udp))
+        } else if lower.ends_with("/tcp") {
+            (&text[..text.len() - 4], Some(Transport::Tcp))
+        } else {
+            (text, None)
+        };
+        let (host, port, bracketed) = if let Some(inner) = rest.strip_prefix('[') {
+            let Some((host, after)) = inner.split_once(']') else {
+                return Err(ParseError::new(format!(
+                    "\"{text}\" opens '[' but never closes it; write IPv6 like \
+                     \"[2001:db8::53]:53/udp\""
+                )));
+            };
+            let port = match after {
+                "" => None,
+                _ => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => {
+                        return Err(ParseError::new(format!(
+                            "\"{text}\": after ']' comes \":port\", like \"[2001:db8::53]:53\""
+                        )))
+                    }
+                },
+            };
+            (host, port, true)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, _)) if host.contains(':') => {
+                    return Err(ParseError::new(format!(
+                        "\"{text}\": write an IPv6 address in brackets, like \
+                         \"[2001:db8::53]:53/udp\", so its colons are not read as a port"
+                    )))
+                }
+                Some((host, port)) => (host, Some(port), false),
+                None => (rest, None, false),
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(port) if port.contains('/') => {
+                return Err(ParseError::new(format!(
+                    "\"{text}\": the transport must be /udp or /tcp, like \"{}/udp\"",
+                    text.split_once('/').map_or(text, |(head, _)| head)
+                )))
+            }
+            Some(port) => Some(parse_port(port, text)?),
+        };
+        let host = if bracketed {
+            match parse_net(host)? {
+                Some(net @ IpNet::V6(_)) => Host::Net(net),
+                _ => {
+                    return Err(ParseError::new(format!(
+                        "\"{text}\": brackets hold an IPv6 address or block, like \
+                         \"[2001:db8::53]:53\"; write names and IPv4 without them"
+                    )))
+                }
+            }
+        } else {
+            match parse_net(host)? {
+                Some(net) => Host::Net(net),
+                None => Host::Name(host.parse()?),
+            }
+        };
+        Ok(Destination {
+            host,
+            port,
+            transport,
+        })
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Name(name) => write!(f, "{name}")?,
+            Host::Net(net) => {
+                let single = net.prefix_len() == net.max_prefix_len();
+                match (net, single) {
+                    (IpNet::V6(_), true) => write!(f, "[{}]", net.addr())?,
+                    (IpNet::V6(_), false) => write!(f, "[{net}]")?,
+                    (_, true) => write!(f, "{}", net.addr())?,
+                    (_, false) => write!(f, "{net}")?,
+                }
+            }
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        match self.transport {
+            Some(Transport::Udp) => f.write_str("/udp"),
+            Some(Transport::Tcp) => f.write_str("/tcp"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Serialize for Destination {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Destination {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_string(deserializer)
+    }
+}
+
+/// An approved DNS resolver, written `"address"` (any port) or `"address:port"`
+/// (`"[fd00::53]:53"` for IPv6 with a port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// The resolver's address.
+    pub ip: IpAddr,
+    /// Its port, or `None` for any.
+    pub port: Option<u16>,
+}
+
+impl FromStr for Resolver {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            if addr.port() == 0 {
+                return Err(ParseError::new(format!("\"{text}\": port 0 is not a port")));
+            }
+            return Ok(Resolver {
+                ip: addr.ip(),
+                port: Some(addr.port()),
+            });
+        }
+        let bare = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(text);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => Ok(Resolver { ip, port: None }),
+            Err(_) => Err(ParseError::new(format!(
+                "\"{text}\" is not an address or address:port, like \"10.0.0.53\", \
+                 \"10.0.0.53:53\" or \"[fd00::53]:53\" (resolvers are matched by address)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port)),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+impl Serialize for Resolver {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Resolver {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_string(deserializer)
+    }
+}
+
+/// Deserialises a value written as a string through its `FromStr`.
+fn from_string<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = ParseError>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn parse_port(port: &str, text: &str) -> Result<u16, ParseError> {
+    match port.parse::<u16>() {
+        Ok(0) => Err(ParseError::new(format!("\"{text}\": port 0 is not a port"))),
+        Ok(port) => Ok(port),
+        Err(_) if port.is_empty() => Err(ParseError::new(format!(
+            "\"{text}\" has an empty port after ':'"
+        ))),
+        Err(_) => Err(ParseError::new(format!(
+            "\"{text}\": \"{port}\" is not a port (1 to 65535)"
+        ))),
+    }
+}
+
+/// Parses an address or CIDR block. `Ok(None)` means "not an address, maybe a name"; text that
+/// is clearly meant as an address but malformed is an error, so it is not taken for a name.
+fn parse_net(host: &str) -> Result<Option<IpNet>, ParseError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(Some(IpNet::from(ip)));
+    }
+    if !host.contains('/') {
+        return Ok(None);
+    }
+    let net = host.parse::<IpNet>().map_err(|_| {
+        ParseError::new(format!(
+            "\"{host}\" is not a CIDR block; write an address, a slash and a prefix length, like \
+             \"10.0.0.0/8\" or \"fc00::/7\""
+        ))
+    })?;
+    // "10.0.0.1/8" is more likely a typo for one host or for 10.0.0.0/8 than a deliberate
+    // spelling: refuse to guess which.
+    if net.trunc() != net {
+        return Err(ParseError::new(format!(
+            "\"{host}\" has bits set after the prefix; write the block as \"{}\" or one address \
+             as \"{}\"",
+            net.trunc(),
+            net.addr()
+        )));
+    }
+    Ok(Some(net))
+}
+
+fn parse_socket(text: &str, example_port: u16) -> Result<SocketAddr, ParseError> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => {
+            Err(ParseError::new(format!("\"{text}\": port 0 is not a port")))
+        }
+        Ok(addr) => Ok(addr),
+        Err(_) => match text.parse::<IpAddr>() {
+            Ok(ip) => Err(ParseError::new(format!(
+                "\"{text}\" needs a port, like \"{}\"",
+                SocketAddr::new(ip, example_port)
+            ))),
+            Err(_) => Err(ParseError::new(format!(
+                "\"{text}\" is not an address:port, like \"192.0.2.5:{example_port}\" or \
+                 \"[fd00::5]:{example_port}\" (proxies are matched by the address seen on the wire)"
+            ))),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The policy
+
+impl Policy {
+    /// The built-in policy, parsed from [`DEFAULT_POLICY_TOML`].
+    ///
+    /// # Panics
+    ///
+    /// Never in a tested build: the embedded text is parsed by the unit tests.
+    pub fn default_policy() -> Policy {
+        match Policy::from_toml(DEFAULT_POLICY_TOML, DEFAULT_ORIGIN) {
+            Ok(policy) => policy,
+            Err(err) => panic!("the built-in policy is invalid: {err}"),
+        }
+    }
+
+    /// Parses and validates policy text. `origin` names it in errors (usually the file name).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let cx = Cx { text, origin };
+        let doc = toml::de::DeTable::parse(text).map_err(|err| {
+            let (line, column) = line_column(text, err.span().map_or(0, |s| s.start));
+            PolicyError::Syntax {
+                origin: origin.to_string(),
+                line,
+                column,
+                message: err.message().to_string(),
+            }
+        })?;
+        // The version decides which keys exist, so check it before anything else: a newer file's
+        // keys would otherwise be reported as unknown, hiding the real problem.
+        let probe: VersionProbe = toml::from_str(text).map_err(|err| cx.serde(&err))?;
+        let version = cx.version(probe.schema_version)?;
+        let raw =
+            RawPolicy::deserialize(toml::Deserializer::from(doc)).map_err(|err| cx.serde(&err))?;
+        cx.build(version, raw)
+    }
+
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Policy::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The policy as TOML with every key spelled out (no comments); it parses back to an equal
+    /// policy. For showing the effective policy after defaults were filled in.
+    pub fn to_toml(&self) -> String {
+        // Every field serialises to a TOML-representable value (strings, numbers, arrays,
+        // tables with string keys), so this cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Lowercase hex SHA-256 of the canonical JSON serialisation. Stable: fields serialise in
+    /// declaration order, maps sorted, values normalised at parse time, so equal policies hash
+    /// equal however their files were written (comments, order, spelling of defaults).
+    pub fn sha256(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&json))
+    }
+
+    /// Whether `ip` is inside `[network] internal`.
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        self.network.internal.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether `name` is a licensing server name (host part of `[licensing] servers`).
+    pub fn is_licensing_name(&self, name: &str) -> bool {
+        self.licensing.servers.iter().any(|s| s.host.matches(name))
+    }
+
+    /// The licensing port of `name` (443 for `license.deepgram.com`), if it is a licensing server.
+    pub fn licensing_port(&self, name: &str) -> Option<u16> {
+        self.licensing
+            .servers
+            .iter()
+            .find(|s| s.host.matches(name))
+            .map(|s| s.port)
+    }
+
+    /// Whether `name:port` is a licensing server on its licensing port.
+    pub fn is_licensing_endpoint(&self, name: &str, port: u16) -> bool {
+        self.licensing
+            .servers
+            .iter()
+            .any(|s| s.port == port && s.host.matches(name))
+    }
+
+    /// Whether `name` is a hosted transcription name (`[transcription] hosted`).
+    pub fn is_hosted_transcription(&self, name: &str) -> bool {
+        self.transcription.hosted.iter().any(|p| p.matches(name))
+    }
+
+    /// Whether `name` belongs to Deepgram: `deepgram.com` or under it, or any licensing or hosted
+    /// transcription name of the policy.
+    pub fn is_deepgram_name(&self, name: &str) -> bool {
+        let bare = name.strip_suffix('.').unwrap_or(name);
+        let under = bare.len() > ".deepgram.com".len()
+            && bare
+                .get(bare.len() - ".deepgram.com".len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(".deepgram.com"));
+        bare.eq_ignore_ascii_case("deepgram.com")
+            || under
+            || self.is_licensing_name(name)
+            || self.is_hosted_transcription(name)
+    }
+
+    /// Whether `ip:port` is a License Proxy endpoint.
+    pub fn license_proxy_at(&self, ip: IpAddr, port: u16) -> bool {
+        socket_listed(&self.licensing.proxies, ip, port)
+    }
+
+    /// Whether `ip:port` is a forward (CONNECT) proxy endpoint.
+    pub fn forward_proxy_at(&self, ip: IpAddr, port: u16) -> bool {
+        socket_listed(&self.licensing.forward_proxies, ip, port)
+    }
+
+    /// Whether `ip` is a License Proxy on any port: a flow *from* the proxy is the proxy's own
+    /// upstream licensing, whichever port it answers on.
+    pub fn license_proxy_address(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        self.licensing.proxies.iter().any(|s| unmap(s.ip()) == ip)
+    }
+
+    /// Whether `ip` is a forward proxy on any port (a flow from it is the proxy's upstream leg).
+    pub fn forward_proxy_at_address(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        self.licensing
+            .forward_proxies
+            .iter()
+            .any(|s| unmap(s.ip()) == ip)
+    }
+
+    /// The flow table settings of `[flows]`; settings the policy does not cover keep the flow
+    /// table's defaults.
+    pub fn flow_config(&self) -> crate::flow::FlowConfig {
+        crate::flow::FlowConfig {
+            tcp_inactivity_secs: self.flows.tcp_timeout_seconds,
+            udp_inactivity_secs: self.flows.udp_timeout_seconds,
+            icmp_inactivity_secs: self.flows.icmp_timeout_seconds,
+            max_flows: self.flows.max_flows,
+            ..crate::flow::FlowConfig::default()
+        }
+    }
+
+    /// Whether `[egress] allow` lets a flow reach `ip:port` over UDP (`udp`) or TCP, given the
+    /// destination's name when known. Licensing is judged separately and is not implied here.
+    pub fn egress_allowed(&self, name: Option<&str>, ip: IpAddr, port: u16, udp: bool) -> bool {
+        let ip = unmap(ip);
+        self.egress
+            .allow
+            .iter()
+            .any(|d| d.matches(name, ip, port, udp))
+    }
+
+    /// Whether `ip` is an ingress gateway allowed to reach the API from outside `internal`.
+    pub fn is_gateway(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        self.ingress.gateways.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether `ip:port` is an approved DNS resolver. With no `[dns] resolvers`, any internal
+    /// address is approved.
+    pub fn approved_resolver(&self, ip: IpAddr, port: u16) -> bool {
+        let ip = unmap(ip);
+        if self.dns.resolvers.is_empty() {
+            return self.is_internal(ip);
+        }
+        self.dns
+            .resolvers
+            .iter()
+            .any(|r| r.ip == ip && r.port.is_none_or(|p| p == port))
+    }
+
+    /// The operator's name for `ip` (`[names]`), if any.
+    pub fn name_for(&self, ip: IpAddr) -> Option<&str> {
+        self.names.get(&unmap(ip)).map(String::as_str)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, seen on dual-stack sockets) are judged as the
+/// IPv4 address they carry, so one policy entry covers both spellings.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn socket_listed(list: &[SocketAddr], ip: IpAddr, port: u16) -> bool {
+    let ip = unmap(ip);
+    list.iter().any(|s| s.port() == port && unmap(s.ip()) == ip)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw form: the file as written, with spans for every value that is validated later
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    schema_version: Option<Spanned<toml::Value>>,
+}
+
+type Str = Spanned<String>;
+type Int = Option<Spanned<i64>>;
+type Float = Option<Spanned<f64>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    // Already checked by VersionProbe; present here so it is not an unknown key.
+    #[allow(dead_code)]
+    schema_version: toml::Value,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    licensing: RawLicensing,
+    #[serde(default)]
+    transcription: RawTranscription,
+    #[serde(default)]
+    egress: RawEgress,
+    #[serde(default)]
+    ingress: RawIngress,
+    #[serde(default)]
+    names: BTreeMap<Str, Str>,
+    #[serde(default)]
+    dns: RawDns,
+    #[serde(default)]
+    flows: RawFlows,
+    #[serde(default)]
+    audio: RawAudio,
+    #[serde(default)]
+    capture: RawCapture,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    internal: Option<Vec<Str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLicensing {
+    servers: Option<Vec<Str>>,
+    proxies: Option<Vec<Str>>,
+    forward_proxies: Option<Vec<Str>>,
+    max_egress_bytes_per_minute: Int,
+    max_connection_seconds: Float,
+    cadence_seconds: Int,
+    cadence_tolerance_seconds: Int,
+    allow_held_connection: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTranscription {
+    hosted: Option<Vec<Str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    allow: Option<Vec<Str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIngress {
+    api_ports: Option<Vec<Spanned<i64>>>,
+    gateways: Option<Vec<Str>>,
+    require_tls: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    resolvers: Option<Vec<Str>>,
+    max_queries_per_minute: Int,
+    max_label_length: Int,
+    max_label_entropy: Float,
+    entropy_min_label_length: Int,
+    max_txt_queries_per_minute: Int,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFlows {
+    tcp_timeout_seconds: Int,
+    udp_timeout_seconds: Int,
+    icmp_timeout_seconds: Int,
+    max_flows: Int,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudio {
+    codec_kbps: Option<Vec<Spanned<f64>>>,
+    sustained_upload_bytes_per_minute: Int,
+    sustained_minutes: Int,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    max_drop_ratio: Float,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: raw form -> Policy, every error located
+
+/// The text being validated and its name, to turn spans into located errors.
+struct Cx<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Cx<'_> {
+    fn invalid(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> PolicyError {
+        let (line, column) = line_column(self.text, span.start);
+        PolicyError::Invalid {
+            origin: self.origin.to_string(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Turns a serde error (unknown key, wrong type) into a located error with its key path.
+    fn serde(&self, err: &toml::de::Error) -> PolicyError {
+        let span = err.span().unwrap_or(0..0);
+        let key = key_path_at(self.text, span.start).unwrap_or_default();
+        self.invalid(span, &key, friendly(err.message()))
+    }
+
+    fn version(&self, value: Option<Spanned<toml::Value>>) -> Result<u32, PolicyError> {
+        let Some(value) = value else {
+            return Err(self.invalid(
+                0..0,
+                "schema_version",
+                format!("missing; start the file with `schema_version = {SCHEMA_VERSION}`"),
+            ));
+        };
+        let span = value.span();
+        match value.into_inner() {
+            toml::Value::Integer(found) if found == i64::from(SCHEMA_VERSION) => Ok(SCHEMA_VERSION),
+            toml::Value::Integer(found) => {
+                let (line, column) = line_column(self.text, span.start);
+                Err(PolicyError::Version {
+                    origin: self.origin.to_string(),
+                    line,
+                    column,
+                    found,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            other => Err(self.invalid(
+                span,
+                "schema_version",
+                format!(
+                    "must be a whole number, like `schema_version = {SCHEMA_VERSION}`, not a {}",
+                    other.type_str()
+                ),
+            )),
+        }
+    }
+
+    /// Validates each element of a string list with `parse`, or returns `default` when absent.
+    fn list<T>(
+        &self,
+        values: Option<Vec<Str>>,
+        key: &str,
+        default: &[&str],
+        parse: impl Fn(&str) -> Result<T, ParseError>,
+    ) -> Result<Vec<T>, PolicyError> {
+        match values {
+            None => Ok(default
+                .iter()
+                .map(|text| parse(text).expect("built-in default parses"))
+                .collect()),
+            Some(values) => values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    parse(v.get_ref())
+                        .map_err(|e| self.invalid(v.span(), &format!("{key}[{i}]"), e.0))
+                })
+                .collect(),
+        }
+    }
+
+    /// A whole number of at least `min`, or `default` when absent.
+    fn int(&self, value: Int, key: &str, default: u64, min: u64) -> Result<u64, PolicyError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let n = *value.get_ref();
+        match u64::try_from(n) {
+            Ok(n) if n >= min => Ok(n),
+            _ if n < 0 => Err(self.invalid(
+                value.span(),
+                key,
+                format!("{n} is negative; it must be {min} or more"),
+            )),
+            _ => Err(self.invalid(
+                value.span(),
+                key,
+                format!("{n} is too small; it must be {min} or more"),
+            )),
+        }
+    }
+
+    /// A finite number within `range`, or `default` when absent.
+    fn float(
+        &self,
+        value: Float,
+        key: &str,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+        hint: &str,
+    ) -> Result<f64, PolicyError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let x = *value.get_ref();
+        if x.is_finite() && range.contains(&x) {
+            Ok(x)
+        } else {
+            Err(self.invalid(value.span(), key, format!("{x} is out of range; {hint}")))
+        }
+    }
+
+    fn build(&self, schema_version: u32, raw: RawPolicy) -> Result<Policy, PolicyError> {
+        let network = Network {
+            internal: self.list(
+                raw.network.internal,
+                "network.internal",
+                DEFAULT_INTERNAL,
+                |t| match parse_net(t)? {
+                    Some(net) => Ok(net),
+                    None => Err(ParseError::new(format!(
+                        "\"{t}\" is not an address or CIDR block, like \"10.0.0.0/8\""
+                    ))),
+                },
+            )?,
+        };
+        let licensing = self.licensing(raw.licensing)?;
+        let transcription = Transcription {
+            hosted: self.list(
+                raw.transcription.hosted,
+                "transcription.hosted",
+                DEFAULT_HOSTED,
+                NamePattern::from_str,
+            )?,
+        };
+        let egress = Egress {
+            allow: self.list(raw.egress.allow, "egress.allow", &[], Destination::from_str)?,
+        };
+        let ingress =
+            Ingress {
+                api_ports: match raw.ingress.api_ports {
+                    None => DEFAULT_API_PORTS.to_vec(),
+                    Some(ports) => ports
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| match u16::try_from(*p.get_ref()) {
+                            Ok(port) if port > 0 => Ok(port),
+                            _ => Err(self.invalid(
+                                p.span(),
+                                &format!("ingress.api_ports[{i}]"),
+                                format!("{} is not a port (1 to 65535)", p.get_ref()),
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?,
+                },
+                gateways: self.list(raw.ingress.gateways, "ingress.gateways", &[], |t| {
+                    match parse_net(t)? {
+                        Some(net) => Ok(net),
+                        None => Err(ParseError::new(format!(
+                            "\"{t}\" is not an address or CIDR block, like \"203.0.113.7\" or \
+                         \"203.0.113.0/28\" (gateways are matched by address)"
+                        ))),
+                    }
+                })?,
+                require_tls: raw.ingress.require_tls.unwrap_or(false),
+            };
+        let names = self.names(raw.names)?;
+        let dns = self.dns(raw.dns)?;
+        let flows = FlowsPolicy {
+            tcp_timeout_seconds: self.int(
+                raw.flows.tcp_timeout_seconds,
+                "flows.tcp_timeout_seconds",
+                300,
+                1,
+            )?,
+            udp_timeout_seconds: self.int(
+                raw.flows.udp_timeout_seconds,
+                "flows.udp_timeout_seconds",
+                60,
+                1,
+            )?,
+            icmp_timeout_seconds: self.int(
+                raw.flows.icmp_timeout_seconds,
+                "flows.icmp_timeout_seconds",
+                60,
+                1,
+            )?,
+            max_flows: to_usize(self.int(raw.flows.max_flows, "flows.max_flows", 1_000_000, 1)?),
+        };
+        let audio = AudioPolicy {
+            codec_kbps: match raw.audio.codec_kbps {
+                None => DEFAULT_CODEC_KBPS.to_vec(),
+                Some(rates) => rates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let x = *r.get_ref();
+                        if x.is_finite() && x > 0.0 {
+                            Ok(x)
+                        } else {
+                            Err(self.invalid(
+                                r.span(),
+                                &format!("audio.codec_kbps[{i}]"),
+                                format!("{x} is not a bit rate; write kbit/s above 0, like 16.0"),
+                            ))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            sustained_upload_bytes_per_minute: self.int(
+                raw.audio.sustained_upload_bytes_per_minute,
+                "audio.sustained_upload_bytes_per_minute",
+                60_000,
+                1,
+            )?,
+            sustained_minutes: self.int(
+                raw.audio.sustained_minutes,
+                "audio.sustained_minutes",
+                2,
+                1,
+            )?,
+        };
+        let capture = CapturePolicy {
+            max_drop_ratio: self.float(
+                raw.capture.max_drop_ratio,
+                "capture.max_drop_ratio",
+                0.0,
+                0.0..=1.0,
+                "it is a share of packets from 0.0 (no drop allowed) to 1.0",
+            )?,
+        };
+        Ok(Policy {
+            schema_version,
+            network,
+            licensing,
+            transcription,
+            egress,
+            ingress,
+            names,
+            dns,
+            flows,
+            audio,
+            capture,
+        })
+    }
+
+    fn licensing(&self, raw: RawLicensing) -> Result<Licensing, PolicyError> {
+        let servers = self.list(
+            raw.servers,
+            "licensing.servers",
+            DEFAULT_SERVERS,
+            ServerEndpoint::from_str,
+        )?;
+        let proxies = self.list(raw.proxies, "licensing.proxies", &[], |t| {
+            parse_socket(t, 8443)
+        })?;
+        let forward_proxies =
+            self.list(raw.forward_proxies, "licensing.forward_proxies", &[], |t| {
+                parse_socket(t, 3128)
+            })?;
+        let max_egress_bytes_per_minute = self.int(
+            raw.max_egress_bytes_per_minute,
+            "licensing.max_egress_bytes_per_minute",
+            8192,
+            0,
+        )?;
+        let max_connection_seconds = self.float(
+            raw.max_connection_seconds,
+            "licensing.max_connection_seconds",
+            5.0,
+            f64::MIN_POSITIVE..=f64::MAX,
+            "it is a number of seconds above 0, like 5",
+        )?;
+        let cadence_span = raw.cadence_seconds.as_ref().map(Spanned::span);
+        let cadence_seconds = self.int(raw.cadence_seconds, "licensing.cadence_seconds", 60, 1)?;
+        let tolerance_span = raw.cadence_tolerance_seconds.as_ref().map(Spanned::span);
+        let cadence_tolerance_seconds = self.int(
+            raw.cadence_tolerance_seconds,
+            "licensing.cadence_tolerance_seconds",
+            15,
+            0,
+        )?;
+        if cadence_tolerance_seconds >= cadence_seconds {
+            // Point at the value the user wrote; when both were written, the tolerance is the
+            // one that reads wrong.
+            let (span, key) = match (tolerance_span, cadence_span) {
+                (Some(span), _) => (span, "licensing.cadence_tolerance_seconds"),
+                (None, Some(span)) => (span, "licensing.cadence_seconds"),
+                (None, None) => (0..0, "licensing.cadence_tolerance_seconds"),
+            };
+            return Err(self.invalid(
+                span,
+                key,
+                format!(
+                    "the tolerance ({cadence_tolerance_seconds} s) must be smaller than \
+                     cadence_seconds ({cadence_seconds} s), or every gap would pass"
+                ),
+            ));
+        }
+        Ok(Licensing {
+            servers,
+            proxies,
+            forward_proxies,
+            max_egress_bytes_per_minute,
+            max_connection_seconds,
+            cadence_seconds,
+            cadence_tolerance_seconds,
+            allow_held_connection: raw.allow_held_connection.unwrap_or(false),
+        })
+    }
+
+    fn names(&self, raw: BTreeMap<Str, Str>) -> Result<BTreeMap<IpAddr, String>, PolicyError> {
+        let mut names = BTreeMap::new();
+        // Report in file order, so the first mistake in the file is the one shown.
+        let mut entries: Vec<_> = raw.into_iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        for (addr, name) in entries {
+            let key = format!("names.{}", quote_key(addr.get_ref()));
+            let ip = addr.get_ref().parse::<IpAddr>().map_err(|_| {
+                self.invalid(
+                    addr.span(),
+                    &key,
+                    format!(
+                        "\"{}\" is not an IP address; [names] maps an address to a name, like \
+                         \"203.0.113.10\" = \"license.deepgram.com\"",
+                        addr.get_ref()
+                    ),
+                )
+            })?;
+            let pattern = name
+                .get_ref()
+                .parse::<NamePattern>()
+                .map_err(|e| self.invalid(name.span(), &key, e.0))?;
+            if pattern.has_wildcard() {
+                return Err(self.invalid(
+                    name.span(),
+                    &key,
+                    format!(
+                        "\"{}\": a mapping names one host; remove the `*`",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            if names.insert(unmap(ip), pattern.to_string()).is_some() {
+                return Err(self.invalid(
+                    addr.span(),
+                    &key,
+                    format!("{ip} is mapped twice (written two ways); keep one mapping"),
+                ));
+            }
+        }
+        Ok(names)
+    }
+
+    fn dns(&self, raw: RawDns) -> Result<DnsPolicy, PolicyError> {
+        let resolvers = self.list(raw.resolvers, "dns.resolvers", &[], Resolver::from_str)?;
+        let label_span = raw.max_label_length.as_ref().map_or(0..0, Spanned::span);
+        let max_label_length = self.int(raw.max_label_length, "dns.max_label_length", 52, 1)?;
+        if max_label_length > 63 {
+            let span = label_span;
+            return Err(self.invalid(
+                span,
+                "dns.max_label_length",
+                format!("{max_label_length} is above 63, the longest label DNS allows, so it would never trigger"),
+            ));
+        }
+        Ok(DnsPolicy {
+            resolvers,
+            max_queries_per_minute: self.int(
+                raw.max_queries_per_minute,
+                "dns.max_queries_per_minute",
+                120,
+                1,
+            )?,
+            max_label_length: to_usize(max_label_length),
+            max_label_entropy: self.float(
+                raw.max_label_entropy,
+                "dns.max_label_entropy",
+                4.0,
+                0.0..=8.0,
+                "it is in bits per character, between 0.0 and 8.0 (4.0 is typical)",
+            )?,
+            entropy_min_label_length: to_usize(self.int(
+                raw.entropy_min_label_length,
+                "dns.entropy_min_label_length",
+                20,
+                1,
+            )?),
+            max_txt_queries_per_minute: self.int(
+                raw.max_txt_queries_per_minute,
+                "dns.max_txt_queries_per_minute",
+                30,
+                1,
+            )?,
+        })
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.bytes().filter(|b| *b == b'\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// Key path (`licensing.servers[0]`) of the smallest key or value containing byte `offset`.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut best: Option<(usize, String)> = None;
+    walk_table(doc.get_ref(), "", offset, &mut best);
+    best.map(|(_, path)| path)
+}
+
+fn walk_table(
+    table: &toml::de::DeTable<'_>,
+    prefix: &str,
+    offset: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    for (key, value) in table.iter() {
+        let path = if prefix.is_empty() {
+            quote_key(key.get_ref())
+        } else {
+            format!("{prefix}.{}", quote_key(key.get_ref()))
+        };
+        consider(key.span(), &path, offset, best);
+        walk_value(value, &path, offset, best);
+    }
+}
+
+fn walk_value(
+    value: &Spanned<toml::de::DeValue<'_>>,
+    path: &str,
+    offset: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    consider(value.span(), path, offset, best);
+    match value.get_ref() {
+        toml::de::DeValue::Table(table) => walk_table(table, path, offset, best),
+        toml::de::DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_value(item, &format!("{path}[{i}]"), offset, best);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn consider(span: Range<usize>, path: &str, offset: usize, best: &mut Option<(usize, String)>) {
+    let hit = span.contains(&offset) || (span.is_empty() && span.start == offset);
+    let len = span.end.saturating_sub(span.start);
+    if hit && best.as_ref().is_none_or(|(best_len, _)| len < *best_len) {
+        *best = Some((len, path.to_string()));
+    }
+}
+
+/// A key as written in a path: bare when TOML allows it, quoted otherwise (`names."10.0.0.1"`).
+fn quote_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// Rewrites serde's type vocabulary into the file's (TOML) vocabulary.
+fn friendly(message: &str) -> String {
+    let mut m = message.to_string();
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        m = format!("unknown key {rest}");
+        m = m
+            .replace(
+                ", expected one of ",
+                " (a typo?); the keys allowed here are ",
+            )
+            .replace(", expected `", " (a typo?); the only key allowed here is `");
+        return m;
+    }
+    // Only whole phrases, so text quoted from the file ("roadmap") is never rewritten.
+    for (from, to) in [
+        ("invalid type: map,", "wrong type: table,"),
+        ("invalid type: sequence,", "wrong type: array,"),
+        ("invalid type: ", "wrong type: "),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array, like [\"...\"]"),
+        ("expected a map", "expected a table"),
+    ] {
+        m = m.replace(from, to);
+    }
+    if let Some(i) = m.find("expected struct ") {
+        m.replace_range(i.., "expected a table");
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_toml(text, "policy.toml")
+    }
+
+    /// Asserts an `Invalid` error at `line:column` for `key`, whose message contains `needle`.
+    fn assert_invalid(text: &str, line: usize, column: usize, key: &str, needle: &str) {
+        match parse(text) {
+            Err(
+                ref err @ PolicyError::Invalid {
+                    line: l,
+                    column: c,
+                    key: ref k,
+                    ref message,
+                    ..
+                },
+            ) => {
+                assert_eq!((l, c, k.as_str()), (line, column, key), "{err}");
+                assert!(message.contains(needle), "{err}");
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_parses_with_the_documented_values() {
+        let p = Policy::default_policy();
+        assert_eq!(p.schema_version, 1);
+        let internal: Vec<String> = p.network.internal.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            internal,
+            [
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+                "fe80::/10"
+            ]
+        );
+        let servers: Vec<String> = p.licensing.servers.iter().map(|s| s.to_string()).collect();
+        assert_eq!(servers, ["license.deepgram.com:443"]);
+        assert!(p.licensing.proxies.is_empty());
+        assert!(p.licensing.forward_proxies.is_empty());
+        assert_eq!(p.licensing.max_egress_bytes_per_minute, 8192);
+        assert_eq!(p.licensing.max_connection_seconds, 5.0);
+        assert_eq!(p.licensing.cadence_seconds, 60);
+        assert_eq!(p.licensing.cadence_tolerance_seconds, 15);
+        assert!(!p.licensing.allow_held_connection);
+        let hosted: Vec<String> = p
+            .transcription
+            .hosted
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        assert_eq!(
+            hosted,
+            [
+                "api.deepgram.com",
+                "*.api.deepgram.com",
+                "api.*.deepgram.com"
+            ]
+        );
+        assert!(p.egress.allow.is_empty());
+        assert_eq!(p.ingress.api_ports, [8080]);
+        assert!(p.ingress.gateways.is_empty());
+        assert!(!p.ingress.require_tls);
+        assert!(p.names.is_empty());
+        assert!(p.dns.resolvers.is_empty());
+        assert_eq!(p.dns.max_queries_per_minute, 120);
+        assert_eq!(p.dns.max_label_length, 52);
+        assert_eq!(p.dns.max_label_entropy, 4.0);
+        assert_eq!(p.dns.entropy_min_label_length, 20);
+        assert_eq!(p.dns.max_txt_queries_per_minute, 30);
+        assert_eq!(p.flows.tcp_timeout_seconds, 300);
+        assert_eq!(p.flows.udp_timeout_seconds, 60);
+        assert_eq!(p.flows.icmp_timeout_seconds, 60);
+        assert_eq!(p.flows.max_flows, 1_000_000);
+        assert_eq!(p.audio.codec_kbps, [6.0, 16.0, 32.0, 256.0]);
+        assert_eq!(p.audio.sustained_upload_bytes_per_minute, 60_000);
+        assert_eq!(p.audio.sustained_minutes, 2);
+        assert_eq!(p.capture.max_drop_ratio, 0.0);
+    }
+
+    #[test]
+    fn omitted_keys_take_the_embedded_defaults() {
+        let minimal = parse("schema_version = 1\n").unwrap();
+        assert_eq!(minimal, Policy::default_policy());
+        assert_eq!(minimal.sha256(), Policy::default_policy().sha256());
+    }
+
+    #[test]
+    fn embedded_default_spells_out_every_key() {
+        // Every key of the effective policy appears in the commented file, so `policy init`
+        // documents them all.
+        let full: toml::Table = toml::from_str(&Policy::default_policy().to_toml()).unwrap();
+        let text: toml::Table = toml::from_str(DEFAULT_POLICY_TOML).unwrap();
+        for (section, value) in &full {
+            let written = text
+                .get(section)
+                .unwrap_or_else(|| panic!("{section} missing"));
+            if let (Some(keys), Some(written)) = (value.as_table(), written.as_table()) {
+                for key in keys.keys() {
+                    assert!(written.contains_key(key), "{section}.{key} missing");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn example_policies_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policy");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1);
+    }
+
+    #[test]
+    fn toml_round_trip_and_stable_hash() {
+        let text = r#"
+schema_version = 1
+[licensing]
+proxies = ["192.0.2.5:8443", "[fd00::5]:8443"]
+[egress]
+allow = ["hooks.example.com:443", "198.51.100.0/24:443/tcp", "[2001:db8::53]:53/udp", "10.9.9.9", "[2001:db8::/32]"]
+[names]
+"203.0.113.10" = "License.Deepgram.com."
+[dns]
+resolvers = ["10.0.0.53", "10.0.0.54:53", "[fd00::53]:53"]
+"#;
+        let p = parse(text).unwrap();
+        let again = parse(&p.to_toml()).unwrap();
+        assert_eq!(p, again);
+        assert_eq!(p.sha256(), again.sha256());
+        assert_eq!(p.sha256().len(), 64);
+        assert_ne!(p.sha256(), Policy::default_policy().sha256());
+        assert_eq!(p.name_for(ip("203.0.113.10")), Some("license.deepgram.com"));
+        // The audit JSON carries the policy; reading it back gives the same policy and hash.
+        let json: Policy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(json, p);
+        assert_eq!(json.sha256(), p.sha256());
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let err = parse("schema_version = 1\n[licensing]\nservers = [\"a:443\"\n").unwrap_err();
+        match &err {
+            PolicyError::Syntax { line, column, .. } => {
+                // The array is left open at the end of line 3.
+                assert_eq!((*line, *column), (3, 19), "{err}")
+            }
+            other => panic!("expected Syntax, got {other:?}"),
+        }
+        assert!(err
+            .to_string()
+            .starts_with("policy.toml:3:19: TOML syntax error"));
+        let err = parse("schema_version = 1\n[network]\ninternal = \n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PolicyError::Syntax {
+                    line: 3,
+                    column: 12,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        assert_invalid(
+            "schema_version = 1\n[licensing]\nmax_egress_bytes_per_minut = 1\n",
+            3,
+            1,
+            "licensing.max_egress_bytes_per_minut",
+            "unknown key `max_egress_bytes_per_minut`",
+        );
+        assert_invalid(
+            "schema_version = 1\n\n[networks]\ninternal = []\n",
+            3,
+            2,
+            "networks",
+            "unknown key `networks`",
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_located() {
+        assert_invalid(
+            "schema_version = 1\n[network]\ninternal = \"10.0.0.0/8\"\n",
+            3,
+            12,
+            "network.internal",
+            "expected an array",
+        );
+        assert_invalid(
+            "schema_version = 1\n[ingress]\napi_ports = [8080, \"x\"]\n",
+            3,
+            20,
+            "ingress.api_ports[1]",
+            "expected a whole number",
+        );
+    }
+
+    #[test]
+    fn bad_cidr_is_located() {
+        assert_invalid(
+            "schema_version = 1\n[network]\ninternal = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+            3,
+            27,
+            "network.internal[1]",
+            "not a CIDR block",
+        );
+        assert_invalid(
+            "schema_version = 1\n[network]\ninternal = [\"10.0.0.1/8\"]\n",
+            3,
+            13,
+            "network.internal[0]",
+            "\"10.0.0.0/8\"",
+        );
+    }
+
+    #[test]
+    fn missing_port_is_located() {
+        let text =
+            "schema_version = 1\n\n\n\n[licensing]\n\nservers  = [\"license.deepgram.com\"]\n";
+        assert_invalid(
+            text,
+            7,
+            13,
+            "licensing.servers[0]",
+            "needs a port, like \"license.deepgram.com:443\"",
+        );
+        assert_eq!(
+            parse(text).unwrap_err().to_string(),
+            "policy.toml:7:13: licensing.servers[0]: \"license.deepgram.com\" needs a port, \
+             like \"license.deepgram.com:443\""
+        );
+        assert_invalid(
+            "schema_version = 1\n[licensing]\nproxies = [\"192.0.2.5\"]\n",
+            3,
+            12,
+            "licensing.proxies[0]",
+            "\"192.0.2.5:8443\"",
+        );
+    }
+
+    #[test]
+    fn wrong_schema_version_is_located() {
+        let err = parse("# v2\nschema_version = 2\n[futures]\n").unwrap_err();
+        match &err {
+            PolicyError::Version {
+                line,
+                column,
+                found,
+                supported,
+                ..
+            } => assert_eq!((*line, *column, *found, *supported), (2, 18, 2, 1)),
+            other => panic!("expected Version, got {other:?}"),
+        }
+        assert!(err
+            .to_string()
+            .starts_with("policy.toml:2:18: schema_version:"));
+        assert_invalid("[network]\n", 1, 1, "schema_version", "missing");
+        assert_invalid(
+            "schema_version = \"1\"\n",
+            1,
+            18,
+            "schema_version",
+            "whole number",
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        assert_invalid(
+            "schema_version = 1\n[licensing]\nmax_egress_bytes_per_minute = -1\n",
+            3,
+            31,
+            "licensing.max_egress_bytes_per_minute",
+            "negative",
+        );
+        assert_invalid(
+            "schema_version = 1\n[licensing]\ncadence_tolerance_seconds = 60\n",
+            3,
+            29,
+            "licensing.cadence_tolerance_seconds",
+            "smaller than",
+        );
+        assert_invalid(
+            "schema_version = 1\n[licensing]\ncadence_seconds = 10\n",
+            3,
+            19,
+            "licensing.cadence_seconds",
+            "smaller than",
+        );
+        assert_invalid(
+            "schema_version = 1\n[transcription]\nhosted = [\"api*.deepgram.com\"]\n",
+            3,
+            11,
+            "transcription.hosted[0]",
+            "whole label",
+        );
+        assert_invalid(
+            "schema_version = 1\n[ingress]\napi_ports = [70000]\n",
+            3,
+            14,
+            "ingress.api_ports[0]",
+            "not a port",
+        );
+        assert_invalid(
+            "schema_version = 1\n[names]\n\"203.0.113\" = \"x.example\"\n",
+            3,
+            1,
+            "names.\"203.0.113\"",
+            "not an IP address",
+        );
+        assert_invalid(
+            "schema_version = 1\n[capture]\nmax_drop_ratio = 1.5\n",
+            3,
+            18,
+            "capture.max_drop_ratio",
+            "out of range",
+        );
+        assert_invalid(
+            "schema_version = 1\n[dns]\nmax_label_length = 64\n",
+            3,
+            20,
+            "dns.max_label_length",
+            "above 63",
+        );
+        assert_invalid(
+            "schema_version = 1\n[egress]\nallow = [\"2001:db8::53:53/udp\"]\n",
+            3,
+            10,
+            "egress.allow[0]",
+            "brackets",
+        );
+        assert_invalid(
+            "schema_version = 1\n[licensing]\nservers = [\"203.0.113.10:443\"]\n",
+            3,
+            12,
+            "licensing.servers[0]",
+            "[names]",
+        );
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        // "é" is two bytes; the column is in characters, as editors show it.
+        assert_invalid(
+            "schema_version = 1\n[egress]\nallow = [\"é:443\"]\n",
+            3,
+            10,
+            "egress.allow[0]",
+            "cannot appear",
+        );
+    }
+
+    #[test]
+    fn io_error_names_the_file() {
+        let err = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+        assert!(matches!(err, PolicyError::Io { .. }));
+        assert!(err
+            .to_string()
+            .starts_with("/nonexistent/policy.toml: cannot read"));
+    }
+
+    #[test]
+    fn wildcards_match_exactly_one_label() {
+        let p = |s: &str| s.parse::<NamePattern>().unwrap();
+        assert!(p("*.api.deepgram.com").matches("x.api.deepgram.com"));
+        assert!(!p("*.api.deepgram.com").matches("api.deepgram.com"));
+        assert!(!p("*.api.deepgram.com").matches("a.b.api.deepgram.com"));
+        assert!(p("api.*.deepgram.com").matches("api.eu.deepgram.com"));
+        assert!(!p("api.*.deepgram.com").matches("api.deepgram.com"));
+        assert!(p("License.Deepgram.COM.").matches("license.deepgram.com"));
+        assert!(p("license.deepgram.com").matches("LICENSE.deepgram.com."));
+        assert!(!p("license.deepgram.com").matches("xlicense.deepgram.com"));
+        assert!(!p("*.deepgram.com").matches(".deepgram.com"));
+        assert!(!p("*.deepgram.com").matches(""));
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "*",
+            "*.*",
+            "a*.b.com",
+            "a b.com",
+            "1.2.3.999",
+        ] {
+            assert!(bad.parse::<NamePattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy_name_predicates() {
+        let p = Policy::default_policy();
+        assert!(p.is_licensing_name("license.deepgram.com"));
+        assert!(p.is_licensing_name("LICENSE.deepgram.com."));
+        assert!(!p.is_licensing_name("api.deepgram.com"));
+        assert_eq!(p.licensing_port("license.deepgram.com"), Some(443));
+        assert_eq!(p.licensing_port("example.com"), None);
+        assert!(p.is_licensing_endpoint("license.deepgram.com", 443));
+        assert!(!p.is_licensing_endpoint("license.deepgram.com", 80));
+        for hosted in [
+            "api.deepgram.com",
+            "x.api.deepgram.com",
+            "api.eu.deepgram.com",
+        ] {
+            assert!(p.is_hosted_transcription(hosted), "{hosted}");
+        }
+        assert!(!p.is_hosted_transcription("license.deepgram.com"));
+        assert!(p.is_deepgram_name("deepgram.com"));
+        assert!(p.is_deepgram_name("developers.Deepgram.com."));
+        assert!(!p.is_deepgram_name("notdeepgram.com"));
+        assert!(!p.is_deepgram_name("deepgram.com.evil.example"));
+    }
+
+    #[test]
+    fn egress_allow_matching() {
+        let p = parse(
+            r#"schema_version = 1
+[egress]
+allow = ["hooks.example.com:443", "*.cdn.example.net", "198.51.100.0/24:443", "[2001:db8::53]:53/udp", "10.9.9.9:123/UDP", "[2001:db8:1::/48]:443/tcp"]
+"#,
+        )
+        .unwrap();
+        let a = |name: Option<&str>, addr: &str, port: u16, udp: bool| {
+            p.egress_allowed(name, ip(addr), port, udp)
+        };
+        // By name: needs name evidence and the port.
+        assert!(a(Some("hooks.example.com"), "203.0.113.1", 443, false));
+        assert!(a(Some("HOOKS.example.com."), "203.0.113.1", 443, true));
+        assert!(!a(Some("hooks.example.com"), "203.0.113.1", 80, false));
+        assert!(!a(None, "203.0.113.1", 443, false));
+        // Name without port: any port.
+        assert!(a(Some("img.cdn.example.net"), "203.0.113.2", 8443, false));
+        // CIDR.
+        assert!(a(None, "198.51.100.77", 443, false));
+        assert!(!a(None, "198.51.101.1", 443, false));
+        // IPv6 in brackets, UDP only.
+        assert!(a(None, "2001:db8::53", 53, true));
+        assert!(!a(None, "2001:db8::53", 53, false));
+        assert!(!a(None, "2001:db8::54", 53, true));
+        // Transport suffix is case-insensitive; IPv4-mapped IPv6 is its IPv4 address.
+        assert!(a(None, "::ffff:10.9.9.9", 123, true));
+        assert!(a(None, "2001:db8:1:ff::1", 443, false));
+        assert!(!a(None, "2001:db8:1:ff::1", 443, true));
+        let shown: Vec<String> = p.egress.allow.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "hooks.example.com:443",
+                "*.cdn.example.net",
+                "198.51.100.0/24:443",
+                "[2001:db8::53]:53/udp",
+                "10.9.9.9:123/udp",
+                "[2001:db8:1::/48]:443/tcp"
+            ]
+        );
+    }
+
+    #[test]
+    fn destination_parse_errors() {
+        for (bad, needle) in [
+            ("example.com:", "empty port"),
+            ("example.com:0", "port 0"),
+            ("example.com:99999", "not a port"),
+            ("example.com:53/sctp", "/udp or /tcp"),
+            ("[2001:db8::53:53", "never closes"),
+            ("[2001:db8::53]53", "\":port\""),
+            ("[example.com]:53", "brackets hold"),
+            ("10.0.0.0/33:53", "not a CIDR"),
+        ] {
+            let err = bad.parse::<Destination>().unwrap_err();
+            assert!(err.0.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn addresses_proxies_gateways_resolvers() {
+        let p = parse(
+            r#"schema_version = 1
+[licensing]
+proxies = ["192.0.2.5:8443"]
+forward_proxies = ["[2001:db8::8]:3128"]
+[ingress]
+gateways = ["203.0.113.7", "198.51.100.0/28"]
+[dns]
+resolvers = ["10.0.0.53", "[fd00::53]:5353"]
+"#,
+        )
+        .unwrap();
+        assert!(p.is_internal(ip("10.1.2.3")));
+        assert!(p.is_internal(ip("fe80::1")));
+        assert!(p.is_internal(ip("::ffff:192.168.1.1")));
+        assert!(!p.is_internal(ip("8.8.8.8")));
+        assert!(p.license_proxy_at(ip("192.0.2.5"), 8443));
+        assert!(!p.license_proxy_at(ip("192.0.2.5"), 8089));
+        assert!(p.forward_proxy_at(ip("2001:db8::8"), 3128));
+        assert!(!p.forward_proxy_at(ip("192.0.2.5"), 3128));
+        assert!(p.license_proxy_address(ip("192.0.2.5")));
+        assert!(!p.license_proxy_address(ip("192.0.2.6")));
+        assert!(p.forward_proxy_at_address(ip("2001:db8::8")));
+        assert!(!p.forward_proxy_at_address(ip("192.0.2.5")));
+        assert!(p.is_gateway(ip("203.0.113.7")));
+        assert!(p.is_gateway(ip("198.51.100.15")));
+        assert!(!p.is_gateway(ip("198.51.100.16")));
+        assert!(p.approved_resolver(ip("10.0.0.53"), 53));
+        assert!(p.approved_resolver(ip("10.0.0.53"), 853));
+        assert!(p.approved_resolver(ip("fd00::53"), 5353));
+        assert!(!p.approved_resolver(ip("fd00::53"), 53));
+        assert!(!p.approved_resolver(ip("10.0.0.1"), 53));
+        // Without resolvers, any internal address is approved.
+        let d = Policy::default_policy();
+        assert!(d.approved_resolver(ip("10.0.0.1"), 53));
+        assert!(!d.approved_resolver(ip("8.8.8.8"), 53));
+    }
+
+    proptest! {
+        #[test]
+        fn from_toml_never_panics(text in ".*") {
+            let _ = Policy::from_toml(&text, "fuzz.toml");
+        }
+
+        #[test]
+        fn edited_default_never_panics_and_stays_located(
+            at in 0usize..DEFAULT_POLICY_TOML.len(),
+            cut in 0usize..40,
+            insert in "[ -~\n]{0,12}",
+        ) {
+            // Splicing into the real file reaches the semantic checks, not just the TOML parser.
+            let mut text = DEFAULT_POLICY_TOML.to_string();
+            let mut start = at;
+            while !text.is_char_boundary(start) { start -= 1; }
+            let mut end = (start + cut).min(text.len());
+            while !text.is_char_boundary(end) { end -= 1; }
+            text.replace_range(start..end, &insert);
+            if let Err(err) = Policy::from_toml(&text, "fuzz.toml") {
+                let lines = text.split('\n').count();
+                match err {
+                    PolicyError::Syntax { line, column, .. }
+                    | PolicyError::Invalid { line, column, .. }
+                    | PolicyError::Version { line, column, .. } => {
+                        prop_assert!(line >= 1 && line <= lines && column >= 1);
+                    }
+                    PolicyError::Io { .. } => prop_assert!(false),
+                }
+            }
+        }
+    }
+}
