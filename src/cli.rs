@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::names::NameBook;
 use crate::pipeline::{self, PassSummary};
+use crate::policy::Policy;
 use crate::report::flows as flow_report;
 
 /// Verify from packets that self-hosted Deepgram licensing traffic is what Deepgram documents.
@@ -32,6 +33,56 @@ pub struct Cli {
 pub enum Command {
     /// List the flows of capture files (Zeek conn.log semantics).
     Flows(FlowsArgs),
+    /// Audit capture files against the policy: a verdict per control, with evidence.
+    Analyze(AnalyzeArgs),
+    /// Show, check or write a policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `dg-audit policy ...`.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print the embedded default policy (what `analyze` uses without --policy).
+    Show,
+    /// Validate a policy file; errors give line and column.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Write a commented starter policy.
+    Init {
+        /// Where to write it (refuses to overwrite).
+        #[arg(default_value = "dg-audit.toml")]
+        file: PathBuf,
+    },
+}
+
+/// Output formats of `analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// `dg-audit analyze`.
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Policy file (TOML); without it the embedded default, which mirrors Deepgram's documentation.
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Name of the sensor that captured (recorded in the audit for merged reports).
+    #[arg(long)]
+    pub sensor: Option<String>,
 }
 
 /// Output formats of `flows`.
@@ -52,18 +103,19 @@ pub struct InputArgs {
     /// Capture file to read (tcpdump's -r); may be repeated.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
-    /// TCP inactivity timeout in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().tcp_inactivity_secs)]
-    pub tcp_timeout: u64,
-    /// UDP inactivity timeout in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().udp_inactivity_secs)]
-    pub udp_timeout: u64,
-    /// ICMP and other-protocol inactivity timeout in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().icmp_inactivity_secs)]
-    pub icmp_timeout: u64,
-    /// Most flows held at once; past it the longest-idle flow is evicted and the run is incomplete.
-    #[arg(long, default_value_t = FlowConfig::default().max_flows)]
-    pub max_flows: usize,
+    /// TCP inactivity timeout in seconds [default: 300, or the policy's].
+    #[arg(long)]
+    pub tcp_timeout: Option<u64>,
+    /// UDP inactivity timeout in seconds [default: 60, or the policy's].
+    #[arg(long)]
+    pub udp_timeout: Option<u64>,
+    /// ICMP and other-protocol inactivity timeout in seconds [default: 60, or the policy's].
+    #[arg(long)]
+    pub icmp_timeout: Option<u64>,
+    /// Most flows held at once; past it the longest-idle flow is evicted and the audit is
+    /// incomplete [default: 1000000, or the policy's].
+    #[arg(long)]
+    pub max_flows: Option<usize>,
 }
 
 impl InputArgs {
@@ -75,13 +127,14 @@ impl InputArgs {
         Ok(paths)
     }
 
-    fn flow_config(&self) -> FlowConfig {
+    /// Flow settings: flags first, then the policy's, then the defaults.
+    fn flow_config(&self, base: FlowConfig) -> FlowConfig {
         FlowConfig {
-            tcp_inactivity_secs: self.tcp_timeout,
-            udp_inactivity_secs: self.udp_timeout,
-            icmp_inactivity_secs: self.icmp_timeout,
-            max_flows: self.max_flows.max(1),
-            ..FlowConfig::default()
+            tcp_inactivity_secs: self.tcp_timeout.unwrap_or(base.tcp_inactivity_secs),
+            udp_inactivity_secs: self.udp_timeout.unwrap_or(base.udp_inactivity_secs),
+            icmp_inactivity_secs: self.icmp_timeout.unwrap_or(base.icmp_inactivity_secs),
+            max_flows: self.max_flows.unwrap_or(base.max_flows).max(1),
+            ..base
         }
     }
 }
@@ -106,6 +159,8 @@ pub type ExitStatus = u8;
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
+        Command::Analyze(args) => analyze(args, cli.quiet),
+        Command::Policy(cmd) => policy_command(cmd),
     }
 }
 
@@ -136,6 +191,7 @@ fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
 /// One offline pass, collecting every flow record.
 pub fn collect_flows(
     input: &InputArgs,
+    config: FlowConfig,
     names: NameBook,
     quiet: bool,
 ) -> Result<(PassSummary, Vec<FlowRecord>)> {
@@ -150,7 +206,7 @@ pub fn collect_flows(
     };
     let summary = pipeline::run_files(
         &paths,
-        input.flow_config(),
+        config,
         names,
         &mut |r| records.push(r),
         Some(&mut tick),
@@ -170,7 +226,7 @@ fn flows(args: FlowsArgs, quiet: bool) -> Result<ExitStatus> {
         let mut write_err = None;
         let summary = pipeline::run_files(
             &paths,
-            args.input.flow_config(),
+            args.input.flow_config(FlowConfig::default()),
             NameBook::default(),
             &mut |r| {
                 if write_err.is_none() {
@@ -184,7 +240,12 @@ fn flows(args: FlowsArgs, quiet: bool) -> Result<ExitStatus> {
         }
         (summary, Vec::new())
     } else {
-        collect_flows(&args.input, NameBook::default(), quiet)?
+        collect_flows(
+            &args.input,
+            args.input.flow_config(FlowConfig::default()),
+            NameBook::default(),
+            quiet,
+        )?
     };
     match args.format {
         FlowFormat::Text => flow_report::write_text(&mut out, &summary, &records)?,
@@ -196,4 +257,76 @@ fn flows(args: FlowsArgs, quiet: bool) -> Result<ExitStatus> {
     }
     out.flush()?;
     Ok(if summary.complete { 0 } else { 2 })
+}
+
+/// True when an input stopped short because the file itself is damaged (bad input: exit 2).
+fn input_faulted(summary: &PassSummary) -> bool {
+    summary.inputs.iter().any(|i| i.incomplete)
+}
+
+fn load_policy(path: Option<&Path>) -> Result<Policy> {
+    Ok(match path {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default_policy(),
+    })
+}
+
+fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
+    let policy = load_policy(args.policy.as_deref())?;
+    let names = NameBook::with_operator_names(policy.names.clone().into_iter().collect());
+    let config = args.input.flow_config(policy.flow_config());
+    let (summary, records) = collect_flows(&args.input, config, names, quiet)?;
+    let mut audit = crate::audit::audit(
+        &records,
+        &summary,
+        &policy,
+        args.policy.as_ref().map(|p| p.display().to_string()),
+    );
+    audit.sensor = args.sensor.clone();
+    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let mut out = open_output(args.output.as_deref())?;
+    match args.format {
+        AuditFormat::Text => crate::report::audit::write_text(&mut out, &audit, to_terminal)?,
+        AuditFormat::Markdown => crate::report::audit::write_markdown(&mut out, &audit)?,
+        AuditFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &audit)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(if input_faulted(&summary) {
+        2
+    } else {
+        audit.verdict.exit_code()
+    })
+}
+
+fn policy_command(cmd: PolicyCommand) -> Result<ExitStatus> {
+    match cmd {
+        PolicyCommand::Show => {
+            print!("{}", crate::policy::DEFAULT_POLICY_TOML);
+        }
+        PolicyCommand::Check { file } => {
+            let policy = Policy::load(&file)?;
+            println!(
+                "{}: valid (schema_version {}, sha256 {})",
+                file.display(),
+                policy.schema_version,
+                policy.sha256()
+            );
+        }
+        PolicyCommand::Init { file } => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+                .with_context(|| {
+                    format!("cannot create {} (it may already exist)", file.display())
+                })?;
+            f.write_all(crate::policy::DEFAULT_POLICY_TOML.as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            println!("wrote {}", file.display());
+        }
+    }
+    Ok(0)
 }

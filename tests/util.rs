@@ -19,7 +19,26 @@ pub fn dg_audit(args: &[&str]) -> Output {
         .expect("dg-audit runs")
 }
 
-/// Runs `dg-audit flows --format json FILE` and parses the document.
+/// Validates `doc` against a JSON Schema of the repository (`schema/NAME.schema.json`); panics
+/// with every error so a contract break is visible.
+pub fn assert_schema(name: &str, doc: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schema/{name}.schema.json"));
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("schema file exists"))
+            .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name} document breaks its schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// Runs `dg-audit flows --format json FILE`, parses the document and checks its schema.
 pub fn flows_json(file: &Path) -> (i32, serde_json::Value, String) {
     let out = dg_audit(&[
         "flows",
@@ -34,6 +53,7 @@ pub fn flows_json(file: &Path) -> (i32, serde_json::Value, String) {
             file.display()
         )
     });
+    assert_schema("flows", &doc);
     (out.status.code().unwrap_or(-1), doc, stderr)
 }
 

@@ -152,7 +152,8 @@ impl AppState {
     /// Zeek-style service names of what was recognised.
     pub fn service(&self) -> Option<String> {
         let mut parts: Vec<&str> = Vec::new();
-        if !self.http.is_empty() {
+        // As Zeek, a protocol is the flow's service once both sides spoke it.
+        if self.http.iter().any(|h| h.status.is_some()) {
             parts.push("http");
         }
         if self.quic_seen {
@@ -475,10 +476,11 @@ fn summary(hello: &ClientHello, quic: bool) -> TlsSummary {
         ech: hello.ech,
         quic,
         ja4: Some(hello.ja4.clone()),
+        // Drafts of TLS 1.3 (0x7fxx) count as 1.3, not as a version above it.
         max_version: hello
             .supported_versions
             .iter()
-            .copied()
+            .map(|&v| if v >> 8 == 0x7f { 0x0304 } else { v })
             .max()
             .or(Some(hello.legacy_version)),
         server_alert: None,

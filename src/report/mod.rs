@@ -1,6 +1,7 @@
 //! Reports: turning owned records into text for people and JSON/NDJSON/Zeek TSV for machines.
 //! Every string that could carry a secret passes through redaction before it is written.
 
+pub mod audit;
 pub mod flows;
 
 /// Schema version of every JSON document dg-audit writes.
