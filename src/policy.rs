@@ -51,6 +51,7 @@ const DEFAULT_HOSTED: &[&str] = &[
     "api.deepgram.com",
     "*.api.deepgram.com",
     "api.*.deepgram.com",
+    "*.*.api.deepgram.com",
 ];
 const DEFAULT_API_PORTS: &[u16] = &[8080];
 const DEFAULT_CODEC_KBPS: &[f64] = &[6.0, 16.0, 32.0, 256.0];
@@ -1646,9 +1647,12 @@ mod tests {
             [
                 "api.deepgram.com",
                 "*.api.deepgram.com",
-                "api.*.deepgram.com"
+                "api.*.deepgram.com",
+                "*.*.api.deepgram.com"
             ]
         );
+        // Dedicated endpoints ({id}.{region}.api.deepgram.com) are hosted transcription too.
+        assert!(p.is_hosted_transcription("abc123.eu.api.deepgram.com"));
         assert!(p.egress.allow.is_empty());
         assert_eq!(p.ingress.api_ports, [8080]);
         assert!(p.ingress.gateways.is_empty());

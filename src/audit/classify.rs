@@ -57,6 +57,20 @@ impl FlowClass {
     }
 }
 
+impl Classified<'_> {
+    /// True when this flow's client-to-server bytes are licensing egress: licensing traffic that
+    /// leaves the internal network. Behind an internal forward proxy that is the proxy's upstream
+    /// leg, not the client's tunnel to it (counting both would count every byte twice); a tunnel
+    /// to a proxy outside the network is itself the egress.
+    pub fn is_licensing_egress(&self) -> bool {
+        match self.class {
+            FlowClass::Licensing | FlowClass::ForwardProxyUpstream => true,
+            FlowClass::ForwardProxyLicensing => self.direction == Direction::Egress,
+            _ => false,
+        }
+    }
+}
+
 /// A flow with its audit classification.
 #[derive(Debug, Clone)]
 pub struct Classified<'f> {

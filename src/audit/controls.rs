@@ -818,7 +818,8 @@ fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
             e.2.push(c.flow.uid.clone());
             let suspicious = name.split('.').any(|l| {
                 l.len() > policy.dns.max_label_length
-                    || (l.len() >= 20 && label_entropy(l) > policy.dns.max_label_entropy)
+                    || (l.len() >= policy.dns.entropy_min_label_length
+                        && label_entropy(l) > policy.dns.max_label_entropy)
             });
             if suspicious {
                 odd_labels

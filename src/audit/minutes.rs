@@ -40,7 +40,7 @@ pub struct MinuteStats {
 /// Builds the per-minute series (sorted by start, then source) from licensing flows.
 pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
     let mut series: BTreeMap<(i64, IpAddr), LicensingMinute> = BTreeMap::new();
-    for c in flows.iter().filter(|c| c.class.is_licensing()) {
+    for c in flows.iter().filter(|c| c.is_licensing_egress()) {
         let f = c.flow;
         let opened = f.ts_nanos.div_euclid(60_000_000_000) * 60;
         for m in &f.minutes {

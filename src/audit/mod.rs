@@ -122,6 +122,26 @@ pub struct Licensing {
     pub payload_bytes_per_minute: MinuteStats,
     /// Seconds of speech a minute the measured p99 and max could carry, per codec rate.
     pub audio_bound: Vec<AudioBound>,
+    /// Every licensing connection in time order (for timelines and cadence charts).
+    #[serde(default)]
+    pub timeline: Vec<LicensingConnection>,
+}
+
+/// One licensing connection as the timeline shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicensingConnection {
+    pub uid: String,
+    pub source: String,
+    pub destination: String,
+    pub start: String,
+    pub start_ts_nanos: i64,
+    pub duration_seconds: f64,
+    pub egress_ip_bytes: u64,
+    pub ingress_ip_bytes: u64,
+    /// Zeek conn_state (SF for a completed check-in; S0, REJ... for a failed one).
+    pub conn_state: String,
+    /// The server answered (a completed check-in rather than a failed attempt).
+    pub answered: bool,
 }
 
 /// How much speech a licensing minute could carry at one codec rate.
@@ -229,6 +249,21 @@ pub fn audit(
         connections: licensing_flows.iter().filter(|c| !c.flow.midstream).count() as u64,
         sources,
         pattern: controls::licensing_pattern(&licensing_flows, policy).to_string(),
+        timeline: licensing_flows
+            .iter()
+            .map(|c| LicensingConnection {
+                uid: c.flow.uid.clone(),
+                source: c.flow.orig_h.to_string(),
+                destination: controls::destination_label(c),
+                start: crate::report::rfc3339(c.flow.ts_nanos),
+                start_ts_nanos: c.flow.ts_nanos,
+                duration_seconds: c.flow.duration_nanos() as f64 / 1e9,
+                egress_ip_bytes: c.flow.orig_ip_bytes,
+                ingress_ip_bytes: c.flow.resp_ip_bytes,
+                conn_state: c.flow.conn_state.as_str().to_string(),
+                answered: c.flow.resp_bytes > 0,
+            })
+            .collect(),
         per_minute,
         ip_bytes_per_minute: ip_stats,
         payload_bytes_per_minute: payload_stats,
@@ -265,7 +300,7 @@ pub fn speech_seconds(bytes: u64, kbps: f64) -> f64 {
 
 /// A violation anywhere is the verdict, even over a lossy capture (what was seen was seen);
 /// otherwise an inconclusive control makes the audit inconclusive; otherwise findings or compliant.
-fn overall(controls: &[ControlResult]) -> Verdict {
+pub fn overall(controls: &[ControlResult]) -> Verdict {
     let worst = |v| controls.iter().any(|c| c.verdict == v);
     if worst(ControlVerdict::Violation) {
         Verdict::Violation

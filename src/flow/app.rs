@@ -311,10 +311,12 @@ impl AppState {
                 let next = buf.start + req.header_len as u64;
                 self.note_request(&req);
                 if req.method.eq_ignore_ascii_case("CONNECT") {
-                    // After the CONNECT header the client speaks TLS (or anything) to the target.
+                    // After the CONNECT header the tunnel carries whatever the client speaks to
+                    // the target (TLS to a licensing server, or SMTP to an abused proxy): probe it
+                    // afresh.
                     self.streams[0].skip_to(next);
                     self.tls_offset = next;
-                    self.reading[0] = Reading::Tls;
+                    self.reading[0] = Reading::Probe;
                     self.plaintext = false;
                     return true;
                 }

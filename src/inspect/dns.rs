@@ -4,7 +4,8 @@
 //! other tools still read (a record with odd RDATA, an OPT record outside the additional section,
 //! a zero-length RDATA in a response), the message is read again with hickory's per-part decoders
 //! (`Header`, then each `Query`, then each answer `Record` until the first it rejects), so the
-//! header and questions survive. Nothing here decodes DNS wire format by hand.
+//! header and questions survive. Nothing here decodes DNS wire format by hand, apart from
+//! reading the four header counts for a size check.
 //!
 //! Names are printed as tshark prints `dns.qry.name`: labels joined by dots, no trailing dot, case
 //! kept, the root name as `<Root>`. Bytes that are not printable (control characters, invalid

@@ -2,8 +2,11 @@
 //! target, body framing, WebSocket upgrade, status).
 //!
 //! Header blocks are parsed by httparse. Written here: a cheap probe of the first bytes (so a
-//! binary protocol is refused at once instead of after 16 KiB of waiting) and the reading of the
-//! few header values the audit needs.
+//! binary protocol is refused at once instead of after 16 KiB of waiting), the reading of the
+//! few header values the audit needs, and a lenient reader for one malformed form httparse
+//! rejects but proxies serve and tshark reads: a CONNECT request line with extra tokens or a
+//! header line without a colon (open-proxy abuse, Zeek `connect-with-smtp.pcap`). The CONNECT
+//! target is strong evidence of where a flow goes, so it is worth keeping.
 //!
 //! Invariants:
 //! - No function panics on any input.
@@ -69,7 +72,7 @@ pub fn parse_request(stream: &[u8]) -> Parse<HttpRequest> {
     let header_len = match request.parse(window(stream)) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return partial(stream),
-        Err(_) => return Parse::NotThis,
+        Err(_) => return lenient_connect(stream),
     };
     let framing = Framing::read(request.headers);
     let websocket = header_values(request.headers, "upgrade")
@@ -134,6 +137,39 @@ pub fn connect_authority(req: &HttpRequest) -> Option<(String, u16)> {
         return None;
     }
     Some((host.to_string(), port.parse().ok()?))
+}
+
+/// A CONNECT request httparse rejects: `CONNECT target <anything> HTTP/1.x` and a header block
+/// ending in a blank line, whatever its lines hold. Only the method, target and length are read.
+fn lenient_connect(stream: &[u8]) -> Parse<HttpRequest> {
+    let block = window(stream);
+    let Some(after_method) = block.strip_prefix(b"CONNECT ") else {
+        return Parse::NotThis;
+    };
+    let Some(line_len) = memchr::memmem::find(after_method, b"\r\n") else {
+        return partial(stream);
+    };
+    let line = &after_method[..line_len];
+    let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
+    let (Some(target), Some(version)) = (tokens.next(), tokens.next_back()) else {
+        return Parse::NotThis;
+    };
+    let valid_version = matches!(version, b"HTTP/1.0" | b"HTTP/1.1");
+    if !valid_version || !target.iter().all(|&b| b.is_ascii_graphic()) {
+        return Parse::NotThis;
+    }
+    let Some(end) = memchr::memmem::find(block, b"\r\n\r\n") else {
+        return partial(stream);
+    };
+    Parse::Done(HttpRequest {
+        method: "CONNECT".to_string(),
+        target: lossy(target),
+        host: None,
+        content_length: None,
+        chunked: false,
+        websocket: false,
+        header_len: end + 4,
+    })
 }
 
 /// `Done` if `stream` starts with a method token and a space; `NeedMore` if it may still.
@@ -271,6 +307,35 @@ Authorization: Token abc\r\nContent-Length: 12\r\n\r\n{\"url\":\"x\"}";
         assert_eq!(
             connect_authority(&req),
             Some(("apache.org".to_string(), 443))
+        );
+    }
+
+    #[test]
+    fn lenient_connect_of_open_proxy_abuse() {
+        // Zeek `connect-with-smtp.pcap`, frame 4: an extra `/` token and a header without a colon.
+        const ABUSE: &[u8] = b"CONNECT mailin03.sul.t-online.de:25 / HTTP/1.0\r\n\
+Mozilla 4.0 (compatible; MSIE 5.01; Windows NT 5.0)\r\n\r\nEHLO";
+        let req = done(parse_request(ABUSE));
+        assert_eq!(req.target, "mailin03.sul.t-online.de:25");
+        assert_eq!(&ABUSE[req.header_len..], b"EHLO");
+        assert_eq!(
+            connect_authority(&req),
+            Some(("mailin03.sul.t-online.de".to_string(), 25))
+        );
+        assert_eq!(parse_request(&ABUSE[..60]), Parse::NeedMore);
+        assert_eq!(
+            parse_request(b"CONNECT a:1 / HTTP/2.0\r\nx\r\n\r\n"),
+            Parse::NotThis
+        );
+        assert_eq!(
+            parse_request(b"CONNECT a:1 / HTTP/1.0\r\nx\r\n"),
+            Parse::NeedMore
+        );
+        assert_eq!(parse_request(b"CONNECT \r\nx\r\n\r\n"), Parse::NotThis);
+        // Other methods get no leniency.
+        assert_eq!(
+            parse_request(b"GET / / HTTP/1.0\r\nx\r\n\r\n"),
+            Parse::NotThis
         );
     }
 

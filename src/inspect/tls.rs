@@ -36,6 +36,10 @@ use super::Parse;
 /// server-side bytes it walks looking for the end of the cleartext handshake.
 pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 
+/// Most client stream bytes walked looking for the ClientHello's last fragment (record headers
+/// included).
+const MAX_STREAM_BYTES: usize = 2 * MAX_HANDSHAKE_BYTES;
+
 const RECORD_HEADER_LEN: usize = 5;
 const HANDSHAKE_HEADER_LEN: usize = 4;
 
@@ -93,9 +97,10 @@ pub fn is_grease(value: u16) -> bool {
 
 /// True when `stream` starts like a TLS record (content type 20..=23, version 0x0300..=0x0304).
 ///
-/// Needs the first 3 bytes; shorter input answers false.
+/// A prefix of 1 or 2 bytes answers true when it is consistent with such a header: a client that
+/// sends its first byte alone must not slip past SNI inspection. Empty input answers false.
 pub fn looks_like_tls(stream: &[u8]) -> bool {
-    matches!(stream, [20..=23, 3, 0..=4, ..])
+    matches!(stream, [20..=23] | [20..=23, 3] | [20..=23, 3, 0..=4, ..])
 }
 
 /// Reads the ClientHello from the client-to-server byte stream, from its first byte.
@@ -273,6 +278,11 @@ fn first_handshake_message(stream: &[u8], msg_type: u8) -> Parse<Cow<'_, [u8]>> 
     let mut message: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let mut pos = 0;
     loop {
+        // Legitimate senders split at most into 16 KiB records; tiny records in bulk are an
+        // attempt to make every call re-walk a large stream.
+        if pos > MAX_STREAM_BYTES {
+            return Parse::NotThis;
+        }
         let record = match next_record(stream.get(pos..).unwrap_or(&[])) {
             Parse::Done(record) => record,
             Parse::NeedMore => return Parse::NeedMore,
@@ -540,6 +550,10 @@ mod tests {
     /// `tls-chrome-1250-tls-x25519-kyber.pcap`, frame 4).
     const KYBER_CH: &str = "16030106d7010006d3030356767d9ae8a843809398310469168e09e8543de551ed52fbd4403dea567ea1c120c72b78a56497f6e8e86debee9ec616ade6851b0ce90cda4658d36cbed28cafed0020eaea130113021303c02bc02fc02cc030cca9cca8c013c014009c009d002f00350100066a6a6a000000230000000d0012001004030804040105030805050108060601000b00020100000a000c000acaca6399001d00170018001b0003020002446900050003026832003304ef04edcaca000100639904c0a2778cd4d2ca31c7120c5b67691a33d480dabe6d387f14cfd82e1aa68547c4180b291697a6c2b16b2b230c64cd97266592673d8443ccc50f4ae894d5aa9e1ad1c0b01a44ae605f27d47311f117b5bc9dfcc762e612771d5668a73462162b9c580770ad417e7b2b8953f50912b67b8b171d6f81615dd94f787a00a8d75a14550c66385437e16a2d43519b9980647520fde07c40388a17d4ae8514bf962313b1da12445a911f5a372e49792bcc62d4ac5f41900aafe02ed634245b492e8d8a06e245a6487678f28c0e0d8c88ad705dee88138e7a31445c9499035b53022abe94802148c8341c3412ea3ed2812c1a841748ca6e2022bd3e8c740c963fb15467360bc90d05c8e99c76b85b3009a8b864714981533bb7ab6c70e3895e20b6dba6ccb7530a091a4998dbbff58902b2b66b9690c98f72c4d01526bce1076762a895045e33881d2b85a7ceb95d38602ec099ad0da92339ab0b4fea051fb8ccf0216b67a02acac71641dc2505e9998f6939dbc63c722539f0226a79e0bc25469b069a8df37340205241fe5676e6e688f04a3fcdd309f4e65f59a31e3183c0c15b7844b2337827a7d7790ff7ecbfdaea624b4402962794f685ccb81534ce7a4f54f28b52261ea40769e1bb668c403fe031b5bfe30c74a56d2b013241130e203b8c805c7106767a1bd1b532d1b22172835adb26caaa95b3ec9b98274a7d434fb3629baefb3aa00184d7bb826ad5975e2b811c81ace1b3050e9a7e5617a25528274fe963dac029c335066d56cd107bc9ace2815235a20d975271762a34d8c6a46b567fb4538b5515b459465021ae269770cc9909434082d73400c180961c0a509536b64e3a6a9df31b66a51d5c1cbf788827cb25bbd8f6159392c5e1ac7607a41199a732e8ebb729f44dcd270f134a578d052537b03547e4787a2680094bb8b6dc16706500d0e455b77b0d61986ecf4b1fd2e1ad46369b5a67375ff762d2f69fb93330a39323a6b713a19620a9b139c1f27254e408749ca078bc44598663a87b4b53d20c9c909564b3131be1cd4167b1fe7b3356b629005a1467c9c5701022c2bca78bc81cc1a15f429329aea223edea8844e200b781990bc026e059377a840264d9570592a07fc7688916c5eb99ba169b8bbe394844f620ebab8c70212108b24ca0121c0a7a7dd6877f90e94b3605699a9c1b4607140901955271172f9cab61ea096790016a92905268799834148d64202ee01beb2886655ab496e4009f263eda3b3bae1086fae7c34a2719a116abb18a9486859b5d93c5d5bb759805ac924c2a5b846c69860789e18b4e800e2de6b4a4a23a2eca54f2f108d8b4584bd04067774e016923c74249b8028767d3a0cc891ecd7130cf185b7d68a2bd0b31d7899a0a215542d474ede686e0c8bc1972be2a97cefa49af93265aa6a3579d527c8ae2a0e2b51ff3971a84dcbaeb4134b4742f3d144c04229dc7e9265ec5cfdde00b513c6b1c81316c71a86385694a250a1e99c2b5954d309a8e2f77300274a7f875bba2f5734ec05f89e83e4093331cb216300748f33c475ac83f35e2c077724fdc77a74e292b409897b0f463a490c37b982d0605afb3c113659181150520f0103ba1ca95fca6adc1581dfe467f0ce70e6ff7246ac6400723080f161c284128e933924a33c10a89bf874c5f11905084253340c1f20fd87d551cf88bf2173add13f3b6a3755dd270f1001d00204518f31c6d02159e6f8ea20bd2e325c9d7ad26f38daade6bf959afa516a26e760010000e000c02683208687474702f312e31002b0007068a8a0304030300170000ff01000100000500050100000000002d00020101fe0d00da000001000102002089384cd8b5a698ff8240d9b5ea186bb1d0e487de252aed9d9a28ea0f0cc2b65800b01a472e144587036684e269b294f7c441d993d311dc5f3d15fa9f4850e07ccaf054be940e418a7e0eced08073992ca532efdef028349c1507e7bfa77813a8ddaf9bca4acd7093216808e24a39541efc9b73ca33561db210809e582aeafe7c3ec256ab6b5f3edfcae2365311105389da11ad6099e8adea371d8f9c0b6107bca00c5bc0ca11369dc4957b80d0f222162e199abdb886d8050c07de1de124d84987eeedca8470250578734ea0526a396dc8160012000000000013001100000e6c68332e676f6f676c652e636f6d4a4a000100";
 
+    /// Firefox 92 ClientHello to apache.org through a CONNECT proxy (nDPI `http_connect.pcap`,
+    /// frame 12); its delegated_credentials extension carries signature algorithms too.
+    const FIREFOX_CH: &str = "1603010200010001fc03034a6ea55e074860d48cf4debb114f9e2a87d0ef684d0ace78db8d2232369edc6020a412b7151c64c4982418f6b1c211afd960301f87d4deac24ff8caee016b490f00024130113031302c02bc02fcca9cca8c02cc030c00ac009c013c014009c009d002f0035000a0100018f0000000f000d00000a6170616368652e6f726700170000ff01000100000a000e000c001d00170018001901000101000b000201000010000e000c02683208687474702f312e310005000501000000000022000a000804030503060302030033006b0069001d00209d27d5eabed156d7b6dbf4cd85b56c3e9fdbce3527ee5be248dc213fff92d842001700410495d2246ac76142067938358be419c3efc5622890a41409524ecd265ccf266cdbce5ad9895ffff36620b12e9d7214d05fcfda75cd5c532012fee7737b08a1f4df002b00050403040303000d0018001604030503060308040805080604010501060102030201001c000240010015009400000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+
     /// TLS 1.2 ClientHello without SNI (Zeek `tls1.2.pcap`, frame 4).
     const TLS12_CH: &str = "160301013d01000139030350e731d038d05540f1aa6d49b553450b82a4e09e47f3dd1fee79a65bccd704900000a0c030c02cc028c024c014c00ac022c02100a3009f006b006a0039003800880087c032c02ec02ac026c00fc005009d003d00350084c012c008c01cc01b00160013c00dc003000ac02fc02bc027c023c013c009c01fc01e00a2009e0067004000330032009a009900450044c031c02dc029c025c00ec004009c003c002f009600410007c011c007c00cc002000500040015001200090014001100080006000300ff020100006f000b000403000102000a00340032000e000d0019000b000c00180009000a00160017000800060007001400150004000500120013000100020003000f0010001100230000000d002200200601060206030501050205030401040204030301030203030201020202030101000f000101";
 
@@ -599,6 +613,16 @@ mod tests {
         assert_eq!(hello.supported_versions, [0x0304, 0x0303]);
         // Cross-checked with JA4 computed from tshark's fields for the same frame.
         assert_eq!(hello.ja4, "t13d1516h2_8daaf6152771_02713d6af862");
+    }
+
+    #[test]
+    fn ja4_reads_signature_algorithms_only_from_their_extension() {
+        let hello = done(parse_client_hello(&unhex(FIREFOX_CH)));
+        assert_eq!(hello.sni.as_deref(), Some("apache.org"));
+        assert!(!hello.grease);
+        // Computed by hand from tshark's fields, keeping only extension 13's algorithms (taking
+        // delegated_credentials' as well gives ..._0c7b6f6b223f, FoxIO ja4 issue 41).
+        assert_eq!(hello.ja4, "t13d1813h2_e8a523a41297_f81080dfc557");
     }
 
     #[test]
@@ -672,6 +696,12 @@ mod tests {
         assert_eq!(parse_client_hello(&[22, 3, 1, 0x48, 0x01]), Parse::NotThis);
         // Empty handshake record.
         assert_eq!(parse_client_hello(&[22, 3, 1, 0, 0]), Parse::NotThis);
+        // A ClientHello in 1-byte records: the walk is capped.
+        let mut body = vec![1u8, 0, 0xff, 0xff];
+        body.resize(MAX_HANDSHAKE_BYTES, 0);
+        let tiny: Vec<u8> = body.iter().flat_map(|&b| [22, 3, 1, 0, 1, b]).collect();
+        assert_eq!(parse_client_hello(&tiny), Parse::NotThis);
+        assert_eq!(parse_client_hello(&tiny[..6 * 1000]), Parse::NeedMore);
         // Handshake message beyond the cap.
         assert_eq!(
             parse_client_hello(&[22, 3, 1, 0, 4, 1, 0x01, 0x00, 0x01]),
@@ -837,7 +867,8 @@ mod tests {
     fn probe() {
         assert!(looks_like_tls(&[22, 3, 1]));
         assert!(looks_like_tls(&[23, 3, 4, 0, 0]));
-        assert!(!looks_like_tls(&[22, 3]));
+        assert!(looks_like_tls(&[22]) && looks_like_tls(&[22, 3]));
+        assert!(!looks_like_tls(&[]) && !looks_like_tls(&[22, 2]) && !looks_like_tls(&[19]));
         assert!(!looks_like_tls(&[22, 3, 5]));
         assert!(!looks_like_tls(&[24, 3, 3]));
         assert!(!looks_like_tls(b"GET "));
