@@ -48,6 +48,12 @@ pub fn run_files(
         .map(|(i, f)| f.reader(i))
         .collect::<Result<Vec<_>, _>>()?;
     let total: u64 = files.iter().map(|f| f.len() as u64).sum();
+    // Hashing a file costs about as much as parsing it: do it on another core meanwhile.
+    let hashers: Vec<_> = paths
+        .iter()
+        .cloned()
+        .map(|p| std::thread::spawn(move || crate::source::file::sha256_file(&p)))
+        .collect();
     let mut merged = MergedReader::new(readers);
     let mut decoder = Decoder::new();
     let mut table = FlowTable::new(config, names);
@@ -71,7 +77,13 @@ pub fn run_files(
     if let Some(report) = progress.as_mut() {
         report(total, total);
     }
-    let inputs = merged.into_facts();
+    let mut inputs = merged.into_facts();
+    for (facts, hasher) in inputs.iter_mut().zip(hashers) {
+        facts.sha256 = hasher.join().map_err(|_| SourceError::Io {
+            path: PathBuf::from(&facts.path),
+            source: std::io::Error::other("the hashing thread panicked"),
+        })??;
+    }
     let flow_stats = table.stats().clone();
     let complete = inputs.iter().all(|i| !i.incomplete) && flow_stats.evicted == 0;
     let no_packets = first == i64::MAX;

@@ -45,6 +45,7 @@ const DEFAULT_INTERNAL: &[&str] = &[
     "192.168.0.0/16",
     "fc00::/7",
     "fe80::/10",
+    "192.0.2.0/24",
 ];
 const DEFAULT_SERVERS: &[&str] = &["license.deepgram.com:443"];
 const DEFAULT_HOSTED: &[&str] = &[
@@ -1624,7 +1625,8 @@ mod tests {
                 "172.16.0.0/12",
                 "192.168.0.0/16",
                 "fc00::/7",
-                "fe80::/10"
+                "fe80::/10",
+                "192.0.2.0/24"
             ]
         );
         let servers: Vec<String> = p.licensing.servers.iter().map(|s| s.to_string()).collect();

@@ -315,7 +315,8 @@ fn conn_state_history_and_bytes_match_zeek_baselines() {
                 .filter(|f| !name.starts_with("zeek-smtp") || f["resp_p"] == 25)
                 .filter(|f| match (row.get("id.orig_h"), row.get("id.orig_p")) {
                     (Some(h), Some(p)) => {
-                        f["orig_h"].as_str() == Some(h) && p.parse::<u64>().ok() == f["orig_p"].as_u64()
+                        f["orig_h"].as_str() == Some(h)
+                            && p.parse::<u64>().ok() == f["orig_p"].as_u64()
                     }
                     _ => true,
                 })

@@ -47,10 +47,13 @@ pub enum FlowClass {
 
 impl FlowClass {
     /// True for the classes whose client-to-server bytes count as licensing egress.
+    /// Check-ins over plain HTTP to a licensing name count too: they break TLS, and their bytes
+    /// and cadence are measured all the same.
     pub fn is_licensing(self) -> bool {
         matches!(
             self,
             FlowClass::Licensing
+                | FlowClass::LicensingWrongPort
                 | FlowClass::ForwardProxyLicensing
                 | FlowClass::ForwardProxyUpstream
         )
@@ -64,7 +67,9 @@ impl Classified<'_> {
     /// to a proxy outside the network is itself the egress.
     pub fn is_licensing_egress(&self) -> bool {
         match self.class {
-            FlowClass::Licensing | FlowClass::ForwardProxyUpstream => true,
+            FlowClass::Licensing
+            | FlowClass::LicensingWrongPort
+            | FlowClass::ForwardProxyUpstream => true,
             FlowClass::ForwardProxyLicensing => self.direction == Direction::Egress,
             _ => false,
         }

@@ -614,6 +614,22 @@ fn audio(flows: &[Classified<'_>], policy: &Policy, licensing: &Licensing) -> Co
             ));
             continue;
         }
+        // The licensing channel has no reason to carry an audio-sized minute, even once.
+        if c.is_licensing_egress() {
+            if let Some(m) = f.minutes.iter().find(|m| m.orig_ip_bytes >= threshold) {
+                let pcm = speech_seconds(m.orig_ip_bytes, 256.0);
+                evidence.push(flow_evidence(
+                    c,
+                    format!(
+                        "{} of licensing egress to {} in the minute from {}: enough for {pcm:.0} s of 16 kHz PCM speech",
+                        human_bytes(m.orig_ip_bytes),
+                        destination_label(c),
+                        rfc3339(m.start * NANOS)
+                    ),
+                ));
+                continue;
+            }
+        }
         let sustained = f.minutes.windows(2).any(|w| {
             w[1].start == w[0].start + 60
                 && w[0].orig_bytes >= threshold
@@ -663,46 +679,59 @@ fn audio(flows: &[Classified<'_>], policy: &Policy, licensing: &Licensing) -> Co
 
 fn credential(flows: &[Classified<'_>]) -> ControlResult {
     let rule = "No license key, API token or distribution secret in clear on the wire.";
-    let mut evidence = Vec::new();
+    // One evidence line per secret (kind and redacted form), with every flow that carried it.
+    let mut by_secret: BTreeMap<(String, String), Vec<&Classified<'_>>> = BTreeMap::new();
+    let mut first_seen: BTreeMap<(String, String), i64> = BTreeMap::new();
     for c in flows {
         for s in &c.flow.secrets {
-            evidence.push(Evidence {
-                what: format!(
-                    "{} {} in clear from {} to {}",
-                    s.kind,
-                    s.redacted,
-                    if s.direction == "orig" {
-                        c.flow.orig_h.to_string()
-                    } else {
-                        c.flow.resp_h.to_string()
-                    },
-                    destination_label(c)
-                ),
-                flow_uids: vec![c.flow.uid.clone()],
-                ts: Some(rfc3339(s.ts_nanos)),
-                source: Some(c.flow.orig_h.to_string()),
-                destination: Some(destination_label(c)),
-                bytes: None,
-            });
+            let key = (s.kind.clone(), s.redacted.clone());
+            by_secret.entry(key.clone()).or_default().push(c);
+            let t = first_seen.entry(key).or_insert(s.ts_nanos);
+            *t = (*t).min(s.ts_nanos);
         }
     }
+    let evidence: Vec<_> = by_secret
+        .iter()
+        .map(|((kind, redacted), cs)| {
+            let sources: BTreeSet<String> = cs.iter().map(|c| c.flow.orig_h.to_string()).collect();
+            let destinations: BTreeSet<String> = cs.iter().map(|c| destination_label(c)).collect();
+            let sources = sources.into_iter().collect::<Vec<_>>().join(", ");
+            let destinations = destinations.into_iter().collect::<Vec<_>>().join(", ");
+            Evidence {
+                what: format!(
+                    "{kind} {redacted} in clear in {} flow(s) from {sources} to {destinations}",
+                    cs.len()
+                ),
+                flow_uids: cs.iter().map(|c| c.flow.uid.clone()).collect(),
+                ts: first_seen
+                    .get(&(kind.clone(), redacted.clone()))
+                    .map(|t| rfc3339(*t)),
+                source: Some(sources),
+                destination: Some(destinations),
+                bytes: None,
+            }
+        })
+        .collect();
     if evidence.is_empty() {
-        result(
+        return result(
             "CREDENTIAL",
             rule,
             ControlVerdict::Pass,
             "no credential seen in clear".into(),
             evidence,
-        )
-    } else {
-        result(
-            "CREDENTIAL",
-            rule,
-            ControlVerdict::Violation,
-            format!("{} credential(s) seen in clear", evidence.len()),
-            evidence,
-        )
+        );
     }
+    let flows_with: usize = by_secret.values().map(Vec::len).sum();
+    result(
+        "CREDENTIAL",
+        rule,
+        ControlVerdict::Violation,
+        format!(
+            "{} distinct credential(s) seen in clear, in {flows_with} flow(s)",
+            evidence.len()
+        ),
+        evidence,
+    )
 }
 
 fn proxy(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
@@ -1004,6 +1033,27 @@ fn capture(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
             what: format!(
                 "{} flows evicted by the flow-table cap",
                 pass.flow_stats.evicted
+            ),
+            ..Evidence::default()
+        });
+    }
+    // A policy whose internal networks match no originator judges nothing: say so.
+    if !flows.is_empty()
+        && !flows
+            .iter()
+            .any(|c| matches!(c.direction, Direction::Egress | Direction::Internal))
+    {
+        inconclusive = true;
+        evidence.push(Evidence {
+            what: format!(
+                "no flow starts inside network.internal ({}): set it to the monitored network",
+                policy
+                    .network
+                    .internal
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             ..Evidence::default()
         });

@@ -71,7 +71,10 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
 
 /// p50/p99/max/total of one measure over the series.
 pub fn stats(series: &[LicensingMinute], measure: impl Fn(&LicensingMinute) -> u64) -> MinuteStats {
-    let mut hist = Histogram::<u64>::new(3).expect("3 significant digits is a valid precision");
+    // Bounds must be explicit: a histogram made with `new` does not grow, and would saturate
+    // every minute at its initial tiny maximum.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3)
+        .expect("bounds 1..2^40 with 3 significant digits are valid");
     let (mut total, mut max) = (0, 0);
     for m in series {
         let v = measure(m);
@@ -89,5 +92,45 @@ pub fn stats(series: &[LicensingMinute], measure: impl Fn(&LicensingMinute) -> u
         // The histogram's max is bucketed; the exact one is known.
         max,
         total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(bytes: u64) -> LicensingMinute {
+        LicensingMinute {
+            start: String::new(),
+            start_ts: 0,
+            source: "192.0.2.10".parse().unwrap(),
+            egress_ip_bytes: bytes,
+            egress_payload_bytes: 0,
+            connections: 1,
+            flow_uids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stats_are_exact_for_max_and_total_and_close_for_quantiles() {
+        let series: Vec<_> = [1811, 1812, 2421, 2477, 32540, 32488, 5_400_000]
+            .into_iter()
+            .map(minute)
+            .collect();
+        let s = stats(&series, |m| m.egress_ip_bytes);
+        assert_eq!(s.minutes, 7);
+        assert_eq!(s.max, 5_400_000);
+        assert_eq!(
+            s.total,
+            1811 + 1812 + 2421 + 2477 + 32540 + 32488 + 5_400_000
+        );
+        // 3 significant digits: within 0.1% of the true median, 2477.
+        assert!((2474..=2480).contains(&s.p50), "p50 {}", s.p50);
+        assert!(s.p99 >= 5_390_000, "p99 {}", s.p99);
+    }
+
+    #[test]
+    fn empty_series_has_zero_stats() {
+        assert_eq!(stats(&[], |m| m.egress_ip_bytes), MinuteStats::default());
     }
 }

@@ -225,7 +225,7 @@ pub fn audit(
     let payload_stats = minutes::stats(&per_minute, |m| m.egress_payload_bytes);
     let licensing_flows: Vec<_> = classified
         .iter()
-        .filter(|c| c.class.is_licensing())
+        .filter(|c| c.is_licensing_egress())
         .collect();
     let mut sources: Vec<String> = licensing_flows
         .iter()

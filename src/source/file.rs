@@ -13,7 +13,6 @@ use memmap2::Mmap;
 use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified};
 use pcap_parser::pcapng::{build_ts_resolution, Block};
 use pcap_parser::{parse_block_be, parse_block_le, parse_pcap_header, PcapError};
-use sha2::{Digest, Sha256};
 
 use super::{FileFacts, Frame, SourceError};
 
@@ -115,9 +114,6 @@ pub struct FileReader<'a> {
     last_ts: i64,
     facts: FileFacts,
     done: bool,
-    /// SHA-256 of the file, fed as the cursor passes so the file is read once.
-    hasher: Sha256,
-    hashed: usize,
 }
 
 impl<'a> FileReader<'a> {
@@ -201,8 +197,6 @@ impl<'a> FileReader<'a> {
             last_ts: 0,
             facts,
             done: false,
-            hasher: Sha256::new(),
-            hashed: 0,
         };
         // A pcapng file whose first section header is unreadable is not a capture we can use.
         if let Layout::Pcapng { .. } = reader.layout {
@@ -221,9 +215,6 @@ impl<'a> FileReader<'a> {
         if let Layout::Pcapng { drops, .. } = &self.layout {
             self.facts.capture_drops = drops.iter().sum();
         }
-        // The hash covers the whole file, including any unread tail after a fault.
-        self.hasher.update(&self.data[self.hashed..]);
-        self.facts.sha256 = hex::encode(self.hasher.finalize());
         self.facts
     }
 
@@ -594,8 +585,6 @@ impl<'a> FileReader<'a> {
         let end = self.pos / page * page;
         let start = self.released;
         if end > start {
-            self.hasher.update(&self.data[self.hashed..end]);
-            self.hashed = end;
             // SAFETY: the mapping is private and read-only, so dropped pages are re-read from the
             // file if touched again; frames already returned stay valid byte-for-byte.
             #[cfg(unix)]
@@ -674,4 +663,26 @@ impl<'a> Iterator for MergedReader<'a> {
         self.heads[next] = self.readers[next].next_frame();
         Some(frame)
     }
+}
+
+/// SHA-256 of a whole file (chain of custody), read with plain buffered reads so it can run on
+/// another core beside the parsing pass without adding to the mapping's resident pages.
+pub fn sha256_file(path: &Path) -> Result<String, SourceError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let io = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }

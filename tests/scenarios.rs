@@ -1,0 +1,350 @@
+//! End-to-end audits of the real recorded scenarios in captures/ (see captures/README.md): the
+//! overall verdict, the exit code and the verdict of every control, and dg-audit's per-minute
+//! licensing bytes against tshark's figures in each `NAME.expected.json`.
+//!
+//! The expected control verdicts below come from each scenario's design (captures/recorder/
+//! scenarios.py states the intent); the byte figures come from tshark, measured by the recorder.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::{assert_schema, dg_audit};
+
+/// The license key written in clear into plaintext-licensing.pcap (Deepgram's documentation
+/// example). It must never appear unredacted in any output.
+const LICENSE_KEY: &str = "f1037f690e1c05405b0a71b8fc1df3d453b1bcad";
+
+const CONTROLS: [&str; 11] = [
+    "DEST",
+    "TLS",
+    "VOLUME",
+    "DURATION",
+    "CADENCE",
+    "AUDIO",
+    "CREDENTIAL",
+    "PROXY",
+    "DNS",
+    "INGRESS",
+    "CAPTURE",
+];
+
+/// Every control's verdict for every scenario, in the order of `CONTROLS`.
+/// p = pass, n = not_applicable, f = finding, v = violation.
+const EXPECTED: &[(&str, &str, &str)] = &[
+    //                                DEST TLS VOL DUR CAD AUD CRED PROXY DNS INGR CAPT
+    ("compliant-direct", "compliant", "p p p p p p p n p n p"),
+    ("compliant-proxies", "compliant", "p p p p p p p p p n p"),
+    // allow_held_connection = true in its policy: one long flow, bursts within budget.
+    ("held-connection", "compliant", "p p p p p p p n p n p"),
+    // 5.4 MB in one licensing minute: over budget, and enough for minutes of PCM speech.
+    ("exfil-bulk", "violation", "p p v p p v p n p n p"),
+    // ~32 KB a minute: over the 8 KB budget, under the 60 KB audio-shaped threshold.
+    ("trickle", "violation", "p p v p p p p n p n p"),
+    ("hosted-transcription", "violation", "v p p p p v p n p n p"),
+    // Port 80 is not the licensing endpoint (DEST), and not TLS (TLS); the key is in clear.
+    ("plaintext-licensing", "violation", "v v p p p p v n p n p"),
+    ("unknown-egress", "violation", "v p p p p p p n p n p"),
+    // RST, unanswered SYNs and NXDOMAIN break the cadence: findings with causes, no violation.
+    ("outage", "findings", "p p p p f p p n p n p"),
+    // A query to the outside resolver is also unknown egress.
+    ("dns-tunnel", "violation", "v p p p p p p n v n p"),
+    ("proxy-bypass", "findings", "p p p p p p p f p n p"),
+    ("ipv6-vlan", "compliant", "p p p p p p p n p n p"),
+    ("ingress-bypass", "violation", "p p p p p p p n p v p"),
+];
+
+fn captures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
+}
+
+fn verdict_word(letter: &str) -> &'static str {
+    match letter {
+        "p" => "pass",
+        "n" => "not_applicable",
+        "f" => "finding",
+        "v" => "violation",
+        "i" => "inconclusive",
+        other => panic!("unknown verdict letter {other}"),
+    }
+}
+
+fn analyze(name: &str, format: &str) -> (i32, String) {
+    let dir = captures();
+    let out = dg_audit(&[
+        "analyze",
+        dir.join(format!("{name}.pcap")).to_str().unwrap(),
+        "--policy",
+        dir.join(format!("{name}.policy.toml")).to_str().unwrap(),
+        "--format",
+        format,
+    ]);
+    assert!(out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("output is UTF-8"),
+    )
+}
+
+fn expected_facts(name: &str) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(captures().join(format!("{name}.expected.json")))
+            .expect("expected facts exist"),
+    )
+    .expect("expected facts are JSON")
+}
+
+#[test]
+fn every_recorded_scenario_has_an_expectation() {
+    let mut recorded: Vec<String> = std::fs::read_dir(captures())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".pcap").map(String::from)
+        })
+        .collect();
+    recorded.sort();
+    let mut listed: Vec<String> = EXPECTED.iter().map(|(n, _, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(recorded, listed);
+}
+
+#[test]
+fn verdicts_exit_codes_and_every_control_match_each_scenario() {
+    let mut problems = Vec::new();
+    for (name, verdict, letters) in EXPECTED {
+        let (code, stdout) = analyze(name, "json");
+        let audit: Value = serde_json::from_str(&stdout).expect("audit is JSON");
+        assert_schema("audit", &audit);
+        if audit["verdict"] != *verdict {
+            problems.push(format!(
+                "{name}: verdict {}, expected {verdict}",
+                audit["verdict"]
+            ));
+        }
+        let want_code = match *verdict {
+            "compliant" | "findings" => 0,
+            "violation" => 1,
+            _ => 3,
+        };
+        if code != want_code {
+            problems.push(format!("{name}: exit {code}, expected {want_code}"));
+        }
+        let got: Vec<(String, String)> = audit["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_string(),
+                    c["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, CONTROLS, "{name}: controls in order");
+        for ((id, verdict), letter) in got.iter().zip(letters.split(' ')) {
+            if verdict != verdict_word(letter) {
+                let summary = audit["controls"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["id"] == *id)
+                    .map(|c| c["summary"].to_string())
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{name}: {id} {verdict}, expected {} ({summary})",
+                    verdict_word(letter)
+                ));
+            }
+        }
+        // The recorder's own statement of intent must agree with the table above.
+        let facts = expected_facts(name);
+        assert_eq!(
+            facts["expected_verdict"], *verdict,
+            "{name}: table vs recorder intent"
+        );
+        for (id, want) in facts["expected_controls"].as_object().unwrap() {
+            let i = CONTROLS.iter().position(|c| c == id).unwrap();
+            let letter = letters.split(' ').nth(i).unwrap();
+            assert_eq!(
+                verdict_word(letter),
+                want.as_str().unwrap(),
+                "{name}: {id} table vs recorder intent"
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn per_minute_licensing_bytes_match_tshark() {
+    let mut problems = Vec::new();
+    for (name, _, _) in EXPECTED {
+        let (_, stdout) = analyze(name, "json");
+        let audit: Value = serde_json::from_str(&stdout).unwrap();
+        let facts = expected_facts(name);
+        let want = facts["licensing"]["per_minute"].as_array().unwrap();
+        let got = audit["licensing"]["per_minute"].as_array().unwrap();
+        let key = |start: i64, source: &str| format!("{start} {source}");
+        let ours: std::collections::BTreeMap<String, &Value> = got
+            .iter()
+            .map(|m| {
+                (
+                    key(
+                        m["start_ts"].as_i64().unwrap(),
+                        m["source"].as_str().unwrap(),
+                    ),
+                    m,
+                )
+            })
+            .collect();
+        let theirs: std::collections::BTreeSet<String> = want
+            .iter()
+            .map(|m| key(m["start"].as_i64().unwrap(), m["source"].as_str().unwrap()))
+            .collect();
+        for extra in ours.keys().filter(|k| !theirs.contains(*k)) {
+            problems.push(format!(
+                "{name}: minute {extra} counted by dg-audit, not by tshark"
+            ));
+        }
+        for m in want {
+            let k = key(m["start"].as_i64().unwrap(), m["source"].as_str().unwrap());
+            let Some(o) = ours.get(&k) else {
+                problems.push(format!("{name}: minute {k} missing"));
+                continue;
+            };
+            // IP bytes: every client-to-server packet, as tshark sums ip.len.
+            if o["egress_ip_bytes"] != m["egress_ip_bytes"] {
+                problems.push(format!(
+                    "{name}: {k}: {} IP bytes, tshark {}",
+                    o["egress_ip_bytes"], m["egress_ip_bytes"]
+                ));
+            }
+            // Payload: dg-audit counts sequence space once; tshark's sum counts each
+            // retransmitted copy again, and says how many bytes those copies were.
+            let tshark_once = m["egress_payload_bytes"].as_u64().unwrap()
+                - m["retransmitted_payload_bytes"].as_u64().unwrap();
+            if o["egress_payload_bytes"].as_u64().unwrap() != tshark_once {
+                problems.push(format!(
+                    "{name}: {k}: {} payload bytes, tshark {} less {} retransmitted",
+                    o["egress_payload_bytes"],
+                    m["egress_payload_bytes"],
+                    m["retransmitted_payload_bytes"]
+                ));
+            }
+            if o["connections"] != m["connections"] {
+                problems.push(format!(
+                    "{name}: {k}: {} connections, tshark {}",
+                    o["connections"], m["connections"]
+                ));
+            }
+        }
+        if audit["licensing"]["egress_ip_bytes"] != facts["licensing"]["egress_ip_bytes"] {
+            problems.push(format!(
+                "{name}: total {} licensing IP bytes, tshark {}",
+                audit["licensing"]["egress_ip_bytes"], facts["licensing"]["egress_ip_bytes"]
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn names_match_tshark_on_every_scenario() {
+    for (name, _, _) in EXPECTED {
+        let (_, doc, _) = crate::util::flows_json(&captures().join(format!("{name}.pcap")));
+        let facts = expected_facts(name);
+        let set = |v: &Value| -> std::collections::BTreeSet<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        };
+        let flows = doc["flows"].as_array().unwrap();
+        let sni: std::collections::BTreeSet<String> = flows
+            .iter()
+            .filter_map(|f| f["tls"]["sni"].as_str().map(String::from))
+            .collect();
+        assert_eq!(sni, set(&facts["tls_sni"]), "{name}: SNI");
+        let dns: std::collections::BTreeSet<String> = flows
+            .iter()
+            .filter(|f| f["resp_p"] == 53)
+            .flat_map(|f| f["dns"]["names"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        // Flows keep their first 32 names; the tunnel scenario has 400 in a few flows at most.
+        let want = set(&facts["dns_query_names"]);
+        if want.len() < 100 {
+            assert_eq!(dns, want, "{name}: DNS query names");
+        } else {
+            assert!(dns.is_subset(&want), "{name}: DNS names dg-audit invented");
+        }
+    }
+}
+
+#[test]
+fn the_license_key_never_appears_in_any_output() {
+    let pcap = captures().join("plaintext-licensing.pcap");
+    let pcap = pcap.to_str().unwrap();
+    let mut outputs = Vec::new();
+    for format in ["text", "json", "markdown"] {
+        outputs.push((
+            format!("analyze {format}"),
+            analyze("plaintext-licensing", format).1,
+        ));
+    }
+    for format in ["text", "json", "ndjson", "zeek"] {
+        let out = dg_audit(&["flows", "--format", format, pcap]);
+        outputs.push((
+            format!("flows {format}"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+        outputs.push((
+            format!("flows {format} stderr"),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let verbose = dg_audit(&["-vv", "analyze", pcap]);
+    outputs.push((
+        "analyze -vv stderr".into(),
+        String::from_utf8_lossy(&verbose.stderr).into_owned(),
+    ));
+    for (what, text) in &outputs {
+        assert!(
+            !text.contains(LICENSE_KEY),
+            "{what} shows the license key in clear"
+        );
+        assert!(
+            !text.to_lowercase().contains(&LICENSE_KEY[4..36]),
+            "{what} shows most of the key"
+        );
+    }
+    // The redacted form is what the audit shows instead.
+    let (_, json) = analyze("plaintext-licensing", "json");
+    assert!(
+        json.contains("f103...bcad (sha256:"),
+        "the audit names the key by its redacted form"
+    );
+}
+
+#[test]
+fn no_policy_on_a_compliant_capture_exits_0_and_says_why_in_one_screen() {
+    // The embedded default policy (no --policy): the capture's LAN is TEST-NET-1, which it lists.
+    let out = dg_audit(&[
+        "analyze",
+        captures().join("compliant-direct.pcap").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().count() <= 24, "more than one screen:\n{text}");
+    assert!(
+        text.starts_with("dg-audit verdict:"),
+        "verdict first:\n{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("COMPLIANT") && text.contains("every control passed"),
+        "{text}"
+    );
+}
