@@ -4,10 +4,14 @@
 #   bash scripts/bench-compare.sh FILE          (e.g. target/bench/mix-1G.pcap, see
 #                                                ../shared/tools/README.md for making it)
 #
-# Builds dg-audit in release mode, warms the page cache with one untimed read of FILE, then runs
-# each command RUNS times (default 3; env RUNS=N) under `/usr/bin/time -f "%e %M"` and prints the
+# Builds dg-audit in release mode, then runs each command RUNS times (default 3; env RUNS=N) under
+# `/usr/bin/time -f "%e %M"`, each run right after an untimed read of FILE, and prints the
 # machine, the file and a table: median wall time, peak RSS (the largest of the runs), packets/s,
 # and the wall-time ratios dg-audit/tshark and dg-audit/tcpdump (below 1: dg-audit is faster).
+#
+# Why a read before every run and not once: these VMs hand idle page cache back to the host within
+# seconds (a kdamond thread runs; a 1 GiB file read 30 s earlier made `tcpdump -w /dev/null` take
+# 5.9 s instead of 0.4 s), so a single warm-up read leaves the later runs partly cold.
 #
 # Exits non-zero if any command fails. A failure is an exit status the command never gives on a
 # readable capture: for `dg-audit analyze`, 0, 1 and 3 are verdicts (compliant, violation,
@@ -45,6 +49,7 @@ echo "- nproc: $(nproc)"
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
 echo "- cpu: ${cpu:-unknown}"
 echo "- kernel: $(uname -sr)"
+echo "- load average at start (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews timings)"
 echo "- dg-audit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree), $(rustc -V)"
 echo "- tshark: $(tshark --version 2>/dev/null | head -n1)"
 echo "- tcpdump: $(tcpdump --version 2>&1 | head -n1), $(tcpdump --version 2>&1 | sed -n 2p)"
@@ -94,8 +99,6 @@ run_cmd() {
 
 echo
 echo "## Runs"
-# One untimed read so every command starts with the file in the page cache.
-cat -- "$file" >/dev/null
 
 declare -a median_s peak_kib all_s
 for i in "${!names[@]}"; do
@@ -103,6 +106,8 @@ for i in "${!names[@]}"; do
   peak=0
   for ((r = 1; r <= runs; r++)); do
     out="$tmp/time.$i.$r"
+    # Untimed read so the run starts with the whole file in the page cache (see the header).
+    cat -- "$file" >/dev/null
     set +e
     run_cmd "$i" "$out" >"$tmp/stdout.$i" 2>"$tmp/stderr.$i"
     code=$?
