@@ -35,6 +35,8 @@ pub enum Command {
     Flows(FlowsArgs),
     /// Audit capture files against the policy: a verdict per control, with evidence.
     Analyze(AnalyzeArgs),
+    /// Render audits (one or more sensors or days) as HTML, Markdown or JSON.
+    Report(crate::report::render::ReportArgs),
     /// Show, check or write a policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -83,6 +85,9 @@ pub struct AnalyzeArgs {
     /// Name of the sensor that captured (recorded in the audit for merged reports).
     #[arg(long)]
     pub sensor: Option<String>,
+    /// Also write a report (HTML, Markdown or JSON, by the extension of OUT).
+    #[arg(long, value_name = "OUT")]
+    pub report: Option<PathBuf>,
 }
 
 /// Output formats of `flows`.
@@ -160,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
         Command::Analyze(args) => analyze(args, cli.quiet),
+        Command::Report(args) => crate::report::render::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
     }
 }
@@ -283,6 +289,9 @@ fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
         args.policy.as_ref().map(|p| p.display().to_string()),
     );
     audit.sensor = args.sensor.clone();
+    if let Some(path) = &args.report {
+        crate::report::render::write_report(&audit, path, None)?;
+    }
     let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let mut out = open_output(args.output.as_deref())?;
     match args.format {

@@ -4,4 +4,5 @@ mod util;
 
 mod bad_input;
 mod corpus;
+mod report;
 mod scenarios;

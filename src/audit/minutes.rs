@@ -87,8 +87,9 @@ pub fn stats(series: &[LicensingMinute], measure: impl Fn(&LicensingMinute) -> u
     }
     MinuteStats {
         minutes: series.len() as u64,
-        p50: hist.value_at_quantile(0.50),
-        p99: hist.value_at_quantile(0.99),
+        // Quantiles come back at their bucket's upper edge, which can pass the exact max.
+        p50: hist.value_at_quantile(0.50).min(max),
+        p99: hist.value_at_quantile(0.99).min(max),
         // The histogram's max is bucketed; the exact one is known.
         max,
         total,

@@ -3,6 +3,9 @@
 
 pub mod audit;
 pub mod flows;
+pub mod html;
+pub mod merge;
+pub mod render;
 
 /// Schema version of every JSON document dg-audit writes.
 pub const SCHEMA_VERSION: u32 = 1;
