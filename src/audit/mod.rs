@@ -233,16 +233,7 @@ pub fn audit(
         .collect();
     sources.sort();
     sources.dedup();
-    let audio_bound = policy
-        .audio
-        .codec_kbps
-        .iter()
-        .map(|&kbps| AudioBound {
-            codec_kbps: kbps,
-            seconds_per_minute_at_p99: speech_seconds(ip_stats.p99, kbps),
-            seconds_per_minute_at_max: speech_seconds(ip_stats.max, kbps),
-        })
-        .collect();
+    let audio_bound = audio_bounds(&policy.audio.codec_kbps, &ip_stats);
     let licensing = Licensing {
         egress_ip_bytes: licensing_flows.iter().map(|c| c.flow.orig_ip_bytes).sum(),
         egress_payload_bytes: licensing_flows.iter().map(|c| c.flow.orig_bytes).sum(),
@@ -287,6 +278,18 @@ pub fn audit(
         controls,
         verdict,
     }
+}
+
+/// How much speech the measured p99 and max licensing minutes could carry, per codec rate.
+pub fn audio_bounds(codec_kbps: &[f64], ip_stats: &MinuteStats) -> Vec<AudioBound> {
+    codec_kbps
+        .iter()
+        .map(|&kbps| AudioBound {
+            codec_kbps: kbps,
+            seconds_per_minute_at_p99: speech_seconds(ip_stats.p99, kbps),
+            seconds_per_minute_at_max: speech_seconds(ip_stats.max, kbps),
+        })
+        .collect()
 }
 
 /// Seconds of speech per minute that `bytes` a minute carry at `kbps`.

@@ -38,8 +38,8 @@ use serde::Serialize;
 
 use crate::audit::minutes::{stats, LicensingMinute};
 use crate::audit::{
-    overall, speech_seconds, AudioBound, Audit, CaptureSummary, ControlResult, ControlVerdict,
-    Destination, FlowsSummary, Licensing, LicensingConnection, Verdict,
+    overall, Audit, CaptureSummary, ControlResult, ControlVerdict, Destination, FlowsSummary,
+    Licensing, LicensingConnection, Verdict,
 };
 use crate::report::flows::Tool;
 use crate::report::SCHEMA_VERSION;
@@ -504,17 +504,7 @@ fn merge_licensing(
     };
     let ip_stats = stats(&per_minute, |m| m.egress_ip_bytes);
     let payload_stats = stats(&per_minute, |m| m.egress_payload_bytes);
-    let audio_bound = first
-        .policy
-        .audio
-        .codec_kbps
-        .iter()
-        .map(|&kbps| AudioBound {
-            codec_kbps: kbps,
-            seconds_per_minute_at_p99: speech_seconds(ip_stats.p99, kbps),
-            seconds_per_minute_at_max: speech_seconds(ip_stats.max, kbps),
-        })
-        .collect();
+    let audio_bound = crate::audit::audio_bounds(&first.policy.audio.codec_kbps, &ip_stats);
     Licensing {
         egress_ip_bytes: sum(|l| l.egress_ip_bytes).saturating_sub(dropped.ip_bytes),
         egress_payload_bytes: sum(|l| l.egress_payload_bytes).saturating_sub(dropped.payload_bytes),
