@@ -3,7 +3,7 @@
 //! regeneration, and merges of several sensors without double counting.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use dg_audit::audit::Audit;
@@ -12,14 +12,7 @@ use dg_audit::report::merge::merge;
 use dg_audit::report::render::{render, render_with, RenderOptions, ReportFormat};
 use serde_json::Value;
 
-use crate::util::{assert_schema, dg_audit};
-
-/// The example license key of Deepgram's documentation, sent in clear in plaintext-licensing.
-const KEY: &str = "f1037f690e1c05405b0a71b8fc1df3d453b1bcad";
-
-fn captures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
-}
+use crate::util::{assert_schema, dg_audit, LICENSE_KEY};
 
 /// The audit of a recorded scenario (`captures/NAME.pcap` with its policy), analysed once per
 /// test run, with the sensor name set to `sensor`.
@@ -237,7 +230,7 @@ fn report_never_shows_the_plaintext_license_key() {
     assert_eq!(credential.verdict.as_str(), "violation");
     for (format, out) in all_formats(std::slice::from_ref(&audit)) {
         assert!(
-            !out.contains(KEY),
+            !out.contains(LICENSE_KEY),
             "{format:?} report shows the license key"
         );
         assert!(
@@ -247,11 +240,12 @@ fn report_never_shows_the_plaintext_license_key() {
     }
     // Even when a secret reaches the audit unredacted (a hand-edited or older audit).
     let mut leaky = audit.clone();
-    leaky.controls[0].summary = format!("key {KEY} and Authorization: Token {KEY}x");
-    leaky.inputs[0].path = format!("/captures/{KEY}.pcap");
+    leaky.controls[0].summary =
+        format!("key {LICENSE_KEY} and Authorization: Token {LICENSE_KEY}x");
+    leaky.inputs[0].path = format!("/captures/{LICENSE_KEY}.pcap");
     for (format, out) in all_formats(&[leaky]) {
         assert!(
-            !out.contains(KEY),
+            !out.contains(LICENSE_KEY),
             "{format:?} report shows the license key"
         );
     }
@@ -409,45 +403,6 @@ fn report_counts_overlapping_minutes_of_one_sensor_once() {
     );
     assert_eq!(merged.sensors.len(), 1);
     assert_schema("audit", &serde_json::to_value(&merged.audit).unwrap());
-}
-
-/// Writes the reports of every recorded scenario to `$DG_REPORT_OUT` (for looking at them):
-/// `DG_REPORT_OUT=/tmp/r cargo test report_write_scenarios -- --ignored`.
-#[test]
-#[ignore]
-fn report_write_scenarios() {
-    let Some(out) = std::env::var_os("DG_REPORT_OUT") else {
-        return;
-    };
-    let out = PathBuf::from(out);
-    std::fs::create_dir_all(&out).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(captures_dir())
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".pcap").map(String::from)
-        })
-        .collect();
-    names.sort();
-    for name in &names {
-        let audit = scenario(name, None);
-        for (format, ext) in [(ReportFormat::Html, "html"), (ReportFormat::Md, "md")] {
-            std::fs::write(
-                out.join(format!("{name}.{ext}")),
-                render(std::slice::from_ref(&audit), format).unwrap(),
-            )
-            .unwrap();
-        }
-    }
-    let merged = [
-        scenario("compliant-direct", Some("site-a")),
-        scenario("exfil-bulk", Some("site-b")),
-    ];
-    std::fs::write(
-        out.join("merged.html"),
-        render(&merged, ReportFormat::Html).unwrap(),
-    )
-    .unwrap();
 }
 
 #[test]

@@ -5,15 +5,9 @@
 //! The expected control verdicts below come from each scenario's design (captures/recorder/
 //! scenarios.py states the intent); the byte figures come from tshark, measured by the recorder.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 
-use crate::util::{assert_schema, dg_audit};
-
-/// The license key written in clear into plaintext-licensing.pcap (Deepgram's documentation
-/// example). It must never appear unredacted in any output.
-const LICENSE_KEY: &str = "f1037f690e1c05405b0a71b8fc1df3d453b1bcad";
+use crate::util::{assert_schema, captures_dir, dg_audit, LICENSE_KEY};
 
 const CONTROLS: [&str; 11] = [
     "DEST",
@@ -54,10 +48,6 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("ingress-bypass", "violation", "p p p p p p p n p v p"),
 ];
 
-fn captures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
-}
-
 fn verdict_word(letter: &str) -> &'static str {
     match letter {
         "p" => "pass",
@@ -70,7 +60,7 @@ fn verdict_word(letter: &str) -> &'static str {
 }
 
 fn analyze(name: &str, format: &str) -> (i32, String) {
-    let dir = captures();
+    let dir = captures_dir();
     let out = dg_audit(&[
         "analyze",
         dir.join(format!("{name}.pcap")).to_str().unwrap(),
@@ -88,7 +78,7 @@ fn analyze(name: &str, format: &str) -> (i32, String) {
 
 fn expected_facts(name: &str) -> Value {
     serde_json::from_slice(
-        &std::fs::read(captures().join(format!("{name}.expected.json")))
+        &std::fs::read(captures_dir().join(format!("{name}.expected.json")))
             .expect("expected facts exist"),
     )
     .expect("expected facts are JSON")
@@ -96,7 +86,7 @@ fn expected_facts(name: &str) -> Value {
 
 #[test]
 fn every_recorded_scenario_has_an_expectation() {
-    let mut recorded: Vec<String> = std::fs::read_dir(captures())
+    let mut recorded: Vec<String> = std::fs::read_dir(captures_dir())
         .unwrap()
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
@@ -253,7 +243,7 @@ fn per_minute_licensing_bytes_match_tshark() {
 #[test]
 fn names_match_tshark_on_every_scenario() {
     for (name, _, _) in EXPECTED {
-        let (_, doc, _) = crate::util::flows_json(&captures().join(format!("{name}.pcap")));
+        let (_, doc, _) = crate::util::flows_json(&captures_dir().join(format!("{name}.pcap")));
         let facts = expected_facts(name);
         let set = |v: &Value| -> std::collections::BTreeSet<String> {
             v.as_array()
@@ -286,7 +276,7 @@ fn names_match_tshark_on_every_scenario() {
 
 #[test]
 fn the_license_key_never_appears_in_any_output() {
-    let pcap = captures().join("plaintext-licensing.pcap");
+    let pcap = captures_dir().join("plaintext-licensing.pcap");
     let pcap = pcap.to_str().unwrap();
     let mut outputs = Vec::new();
     for format in ["text", "json", "markdown"] {
@@ -334,7 +324,10 @@ fn no_policy_on_a_compliant_capture_exits_0_and_says_why_in_one_screen() {
     // The embedded default policy (no --policy): the capture's LAN is TEST-NET-1, which it lists.
     let out = dg_audit(&[
         "analyze",
-        captures().join("compliant-direct.pcap").to_str().unwrap(),
+        captures_dir()
+            .join("compliant-direct.pcap")
+            .to_str()
+            .unwrap(),
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().count() <= 24, "more than one screen:\n{text}");

@@ -10,6 +10,15 @@ pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
 }
 
+/// The license key written in clear into captures/plaintext-licensing.pcap (the example key of
+/// Deepgram's documentation). It must never appear unredacted in any output.
+pub const LICENSE_KEY: &str = "f1037f690e1c05405b0a71b8fc1df3d453b1bcad";
+
+/// The project's own recorded captures.
+pub fn captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
+}
+
 /// Runs dg-audit with `args` and returns its output (whatever the exit code).
 pub fn dg_audit(args: &[&str]) -> Output {
     Command::cargo_bin("dg-audit")
