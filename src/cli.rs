@@ -262,7 +262,8 @@ fn flows(args: FlowsArgs, quiet: bool) -> Result<ExitStatus> {
         FlowFormat::Ndjson => {}
     }
     out.flush()?;
-    Ok(if summary.complete { 0 } else { 2 })
+    // Bad input is an error (2); evictions only mark the output incomplete (`complete: false`).
+    Ok(if input_faulted(&summary) { 2 } else { 0 })
 }
 
 /// True when an input stopped short because the file itself is damaged (bad input: exit 2).

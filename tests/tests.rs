@@ -3,6 +3,7 @@
 mod util;
 
 mod bad_input;
+mod cli;
 mod corpus;
 mod report;
 mod scenarios;

@@ -1,0 +1,116 @@
+//! Command-line behaviour that is not tied to one capture: the flow-table cap, the policy
+//! commands, and the Zeek output's header.
+
+use crate::util::{corpus_dir, dg_audit, flows_json};
+
+#[test]
+fn the_flow_table_cap_evicts_counts_and_marks_the_run_incomplete() {
+    let file = corpus_dir().join("zeek-wikipedia.pcap");
+    let (_, full, _) = flows_json(&file);
+    let out = dg_audit(&[
+        "flows",
+        "--format",
+        "json",
+        "--max-flows",
+        "4",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "eviction is not an input error");
+    let capped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(capped["complete"], false);
+    let evicted = capped["flow_stats"]["evicted"].as_u64().unwrap();
+    assert!(evicted > 0);
+    let flows = capped["flows"].as_array().unwrap();
+    let evicted_records = flows
+        .iter()
+        .filter(|f| f["end_reason"] == "evicted")
+        .count() as u64;
+    assert_eq!(
+        evicted_records, evicted,
+        "every eviction is a record, none is lost"
+    );
+    // Nothing is dropped: packets and IP bytes over all records equal the uncapped run's.
+    let total = |doc: &serde_json::Value, field: &str| -> u64 {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f[field].as_u64().unwrap())
+            .sum()
+    };
+    for field in ["orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes"] {
+        assert_eq!(total(&capped, field), total(&full, field), "{field}");
+    }
+    assert!(capped["flow_stats"]["max_concurrent"].as_u64().unwrap() <= 4);
+}
+
+#[test]
+fn policy_show_prints_a_policy_that_checks() {
+    let shown = dg_audit(&["policy", "show"]);
+    assert_eq!(shown.status.code(), Some(0));
+    let path = std::env::temp_dir().join(format!("dg-audit-policy-{}.toml", std::process::id()));
+    std::fs::write(&path, &shown.stdout).unwrap();
+    let checked = dg_audit(&["policy", "check", path.to_str().unwrap()]);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("valid (schema_version 1"));
+}
+
+#[test]
+fn policy_check_names_file_line_and_column_and_exits_2() {
+    let path =
+        std::env::temp_dir().join(format!("dg-audit-bad-policy-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "schema_version = 1\n[licensing]\nservers = [\"license.deepgram.com\"]\n",
+    )
+    .unwrap();
+    let out = dg_audit(&["policy", "check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr.contains(&format!("{name}:3:")),
+        "file and line: {stderr}"
+    );
+    assert!(stderr.contains("needs a port"), "what is wrong: {stderr}");
+}
+
+#[test]
+fn policy_init_refuses_to_overwrite() {
+    let path = std::env::temp_dir().join(format!("dg-audit-init-{}.toml", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        dg_audit(&["policy", "init", path.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        dg_audit(&["policy", "init", path.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn zeek_output_has_the_header_zeek_cut_reads() {
+    let file = corpus_dir().join("zeek-http-get.pcap");
+    let out = dg_audit(&["flows", "--format", "zeek", file.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "#separator \\x09");
+    let fields = lines.iter().find(|l| l.starts_with("#fields\t")).unwrap();
+    let types = lines.iter().find(|l| l.starts_with("#types\t")).unwrap();
+    assert_eq!(fields.split('\t').count(), types.split('\t').count());
+    let row = lines.iter().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(row.split('\t').count(), fields.split('\t').count() - 1);
+    // The one connection of this trace, as Zeek logs it (its baseline is in the corpus).
+    assert!(row.contains("\tSF\t"), "{row}");
+    assert!(row.contains("\tShADadFf\t7\t512\t7\t5379\t"), "{row}");
+}
