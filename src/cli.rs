@@ -35,6 +35,8 @@ pub enum Command {
     Flows(FlowsArgs),
     /// Audit capture files against the policy: a verdict per control, with evidence.
     Analyze(AnalyzeArgs),
+    /// Watch an interface: alerts as a rule breaks, Prometheus metrics, an audit on exit.
+    Live(crate::live::LiveArgs),
     /// Render audits (one or more sensors or days) as HTML, Markdown or JSON.
     Report(crate::report::render::ReportArgs),
     /// Show, check or write a policy file.
@@ -165,6 +167,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
         Command::Analyze(args) => analyze(args, cli.quiet),
+        Command::Live(args) => crate::live::run_live(&args, cli.quiet),
         Command::Report(args) => crate::report::render::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
     }

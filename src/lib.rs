@@ -6,6 +6,7 @@ pub mod cli;
 pub mod decode;
 pub mod flow;
 pub mod inspect;
+pub mod live;
 pub mod names;
 pub mod pipeline;
 pub mod policy;

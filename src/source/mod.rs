@@ -5,6 +5,7 @@
 //! the file, the record number and the byte offset, and the run is marked incomplete.
 
 pub mod file;
+pub mod live;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,424 @@
+//! Prometheus metrics of the live loop, and the tiny HTTP/1.1 server that serves them on
+//! `GET /metrics` (text exposition format 0.0.4).
+//!
+//! The capture thread writes, the server reads: one mutex around plain numbers, held for
+//! microseconds, plus atomics for the counters the alert writer bumps. Names follow Prometheus
+//! conventions (`dg_audit_` prefix, base units, `_total` on counters), checked by
+//! `promtool check metrics` in the tests.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Control ids alerts can carry (all exported, so rate() works before the first alert).
+pub const CONTROL_IDS: [&str; 11] = [
+    "DEST",
+    "TLS",
+    "VOLUME",
+    "DURATION",
+    "CADENCE",
+    "AUDIO",
+    "CREDENTIAL",
+    "PROXY",
+    "DNS",
+    "INGRESS",
+    "CAPTURE",
+];
+
+/// Upper bounds of the licensing connection duration histogram, seconds.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A cumulative histogram.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    pub counts: [u64; DURATION_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, v: f64) {
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if v <= *le {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+}
+
+/// Everything the capture thread reports.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsState {
+    pub frames: u64,
+    pub packets: u64,
+    pub wire_bytes: u64,
+    pub kernel_drops: u64,
+    pub iface_drops: u64,
+    pub flows_open: u64,
+    pub flows_total: u64,
+    pub evictions: u64,
+    pub capture_up: bool,
+    pub start_time_seconds: f64,
+    /// Licensing egress IP bytes of the last closed minute, per source.
+    pub licensing_minute_bytes: BTreeMap<String, u64>,
+    /// Licensing egress IP bytes of closed minutes, per source.
+    pub licensing_bytes_total: BTreeMap<String, u64>,
+    pub checkins: BTreeMap<String, u64>,
+    pub last_checkin_seconds: BTreeMap<String, f64>,
+    pub overdue: BTreeMap<String, bool>,
+    pub durations: Histogram,
+    /// Alerts by (control, verdict).
+    pub alerts: BTreeMap<(String, String), u64>,
+    pub ring_files: u64,
+    pub ring_faults: u64,
+}
+
+/// Shared metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    state: Mutex<MetricsState>,
+    /// Alerts the writer could not take in time (the capture thread never waits for it).
+    pub alerts_dropped: AtomicU64,
+    /// Alerts lost because the alert output failed (full disk, closed pipe).
+    pub alert_write_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// New, shared.
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// The state, for an update. A panic elsewhere never makes metrics unreadable.
+    pub fn lock(&self) -> MutexGuard<'_, MetricsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let s = self.lock().clone();
+        let mut out = String::with_capacity(4096);
+
+        let n = family(
+            &mut out,
+            "dg_audit_capture_up",
+            "gauge",
+            "1 while the interface is being captured, 0 after capture stopped.",
+        );
+        put(&mut out, format!("{n} {}", u8::from(s.capture_up)));
+        let n = family(
+            &mut out,
+            "dg_audit_start_time_seconds",
+            "gauge",
+            "Start time of the live capture, seconds since the epoch.",
+        );
+        put(&mut out, format!("{n} {}", s.start_time_seconds));
+        let n = family(
+            &mut out,
+            "dg_audit_frames_total",
+            "counter",
+            "Frames captured.",
+        );
+        put(&mut out, format!("{n} {}", s.frames));
+        let n = family(
+            &mut out,
+            "dg_audit_packets_total",
+            "counter",
+            "IP packets decoded from the captured frames.",
+        );
+        put(&mut out, format!("{n} {}", s.packets));
+        let n = family(
+            &mut out,
+            "dg_audit_wire_bytes_total",
+            "counter",
+            "Bytes of the captured frames as on the wire.",
+        );
+        put(&mut out, format!("{n} {}", s.wire_bytes));
+        let n = family(
+            &mut out,
+            "dg_audit_capture_drops_total",
+            "counter",
+            "Packets lost before dg-audit saw them (pcap stats): kernel = capture buffer full, interface = NIC or driver. Any drop makes the audit inconclusive.",
+        );
+        put(
+            &mut out,
+            format!("{n}{{layer=\"kernel\"}} {}", s.kernel_drops),
+        );
+        put(
+            &mut out,
+            format!("{n}{{layer=\"interface\"}} {}", s.iface_drops),
+        );
+        let n = family(
+            &mut out,
+            "dg_audit_flows",
+            "gauge",
+            "Flows held in the flow table.",
+        );
+        put(&mut out, format!("{n} {}", s.flows_open));
+        let n = family(
+            &mut out,
+            "dg_audit_flows_created_total",
+            "counter",
+            "Flows created since start.",
+        );
+        put(&mut out, format!("{n} {}", s.flows_total));
+        let n = family(
+            &mut out,
+            "dg_audit_flow_evictions_total",
+            "counter",
+            "Flows evicted by the flow-table cap (the audit is incomplete when non-zero).",
+        );
+        put(&mut out, format!("{n} {}", s.evictions));
+        let n = family(
+            &mut out,
+            "dg_audit_licensing_minute_egress_bytes",
+            "gauge",
+            "Licensing egress (client to server IP bytes) of the last closed minute, per source host.",
+        );
+        for (src, v) in &s.licensing_minute_bytes {
+            put(&mut out, format!("{n}{{source=\"{}\"}} {v}", escape(src)));
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_licensing_egress_bytes_total",
+            "counter",
+            "Licensing egress (client to server IP bytes) of closed minutes, per source host.",
+        );
+        for (src, v) in &s.licensing_bytes_total {
+            put(&mut out, format!("{n}{{source=\"{}\"}} {v}", escape(src)));
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_licensing_checkins_total",
+            "counter",
+            "Licensing check-ins seen (answered licensing connections), per source host.",
+        );
+        for (src, v) in &s.checkins {
+            put(&mut out, format!("{n}{{source=\"{}\"}} {v}", escape(src)));
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_licensing_last_checkin_timestamp_seconds",
+            "gauge",
+            "Packet time of the last licensing check-in, per source host.",
+        );
+        for (src, v) in &s.last_checkin_seconds {
+            put(
+                &mut out,
+                format!("{n}{{source=\"{}\"}} {v:.6}", escape(src)),
+            );
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_licensing_checkin_overdue",
+            "gauge",
+            "1 while a source's next licensing check-in is overdue (cadence + tolerance passed).",
+        );
+        for (src, v) in &s.overdue {
+            put(
+                &mut out,
+                format!("{n}{{source=\"{}\"}} {}", escape(src), u8::from(*v)),
+            );
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_licensing_connection_duration_seconds",
+            "histogram",
+            "Duration of licensing connections (first to last packet).",
+        );
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            put(
+                &mut out,
+                format!("{n}_bucket{{le=\"{le}\"}} {}", s.durations.counts[i]),
+            );
+        }
+        put(
+            &mut out,
+            format!("{n}_bucket{{le=\"+Inf\"}} {}", s.durations.count),
+        );
+        put(&mut out, format!("{n}_sum {}", s.durations.sum));
+        put(&mut out, format!("{n}_count {}", s.durations.count));
+        let n = family(
+            &mut out,
+            "dg_audit_violations_total",
+            "counter",
+            "Violation alerts raised, per control.",
+        );
+        for id in CONTROL_IDS {
+            let v = s
+                .alerts
+                .get(&(id.to_string(), "violation".to_string()))
+                .copied()
+                .unwrap_or(0);
+            put(&mut out, format!("{n}{{control=\"{id}\"}} {v}"));
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_alerts_total",
+            "counter",
+            "Alerts raised, per control and verdict (violation, finding, inconclusive).",
+        );
+        for ((id, verdict), v) in &s.alerts {
+            put(
+                &mut out,
+                format!(
+                    "{n}{{control=\"{}\",verdict=\"{}\"}} {v}",
+                    escape(id),
+                    escape(verdict)
+                ),
+            );
+        }
+        let n = family(
+            &mut out,
+            "dg_audit_alerts_dropped_total",
+            "counter",
+            "Alerts dropped because the alert writer fell behind (capture never waits for output).",
+        );
+        put(
+            &mut out,
+            format!("{n} {}", self.alerts_dropped.load(Ordering::Relaxed)),
+        );
+        let n = family(
+            &mut out,
+            "dg_audit_alert_write_errors_total",
+            "counter",
+            "Alerts that could not be written to the alert output.",
+        );
+        put(
+            &mut out,
+            format!("{n} {}", self.alert_write_errors.load(Ordering::Relaxed)),
+        );
+        let n = family(
+            &mut out,
+            "dg_audit_evidence_ring_files",
+            "gauge",
+            "Files of the evidence ring (-w) on disk.",
+        );
+        put(&mut out, format!("{n} {}", s.ring_files));
+        let n = family(
+            &mut out,
+            "dg_audit_evidence_ring_faults_total",
+            "counter",
+            "Evidence ring write faults (full disk); the ring stops, measurement goes on.",
+        );
+        put(&mut out, format!("{n} {}", s.ring_faults));
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) -> String {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    name.to_string()
+}
+
+fn put(out: &mut String, line: String) {
+    out.push_str(&line);
+    out.push('\n');
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `GET /metrics` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors and the like: back off rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, &metrics)).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => ("200 OK", metrics.render()),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "dg-audit serves GET /metrics\n".to_string(),
+        ),
+        _ => ("405 Method Not Allowed", "only GET /metrics\n".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes()).await?;
+    }
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let m = Metrics::new();
+        {
+            let mut s = m.lock();
+            s.frames = 10;
+            s.checkins.insert("192.0.2.10".into(), 3);
+            s.durations.observe(0.2);
+            s.durations.observe(7.0);
+            s.alerts.insert(("DEST".into(), "violation".into()), 2);
+        }
+        let text = m.render();
+        assert!(text.contains("dg_audit_frames_total 10\n"));
+        assert!(text.contains("dg_audit_licensing_checkins_total{source=\"192.0.2.10\"} 3\n"));
+        assert!(text.contains("dg_audit_violations_total{control=\"DEST\"} 2\n"));
+        assert!(text.contains("dg_audit_violations_total{control=\"TLS\"} 0\n"));
+        assert!(
+            text.contains("dg_audit_licensing_connection_duration_seconds_bucket{le=\"0.25\"} 1\n")
+        );
+        assert!(
+            text.contains("dg_audit_licensing_connection_duration_seconds_bucket{le=\"+Inf\"} 2\n")
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                text.contains(&format!("# TYPE {base} "))
+                    || text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE line"
+            );
+        }
+    }
+}
