@@ -93,6 +93,9 @@ struct Flow {
     seq_no: u64,
     first_ts: i64,
     last_ts: i64,
+    /// Time of the flow's latest packet, even one after the close that does not lengthen it:
+    /// the map is ordered by this, which `changed_since` relies on.
+    last_packet_ts: i64,
     orig: (IpAddr, u16),
     resp: (IpAddr, u16),
     ip_proto: u8,
@@ -132,6 +135,7 @@ impl Flow {
     }
 
     fn account(&mut self, ts: i64, dir: usize, ip_bytes: u32, payload_new: u64, peer_new: u64) {
+        self.last_packet_ts = self.last_packet_ts.max(ts);
         // As Zeek: packets after the close still count, but do not lengthen the connection.
         if self.closed_at.is_none_or(|closed| ts <= closed) {
             self.last_ts = self.last_ts.max(ts);
@@ -403,6 +407,7 @@ impl FlowTable {
             seq_no: self.created,
             first_ts: pkt.ts_nanos,
             last_ts: pkt.ts_nanos,
+            last_packet_ts: pkt.ts_nanos,
             orig,
             resp,
             ip_proto: pkt.ip_proto,
@@ -476,6 +481,17 @@ impl FlowTable {
             .values()
             .filter(|f| f.minutes.first().is_some_and(|m| m.start < minute))
             .map(|f| self.snapshot(f, EndReason::EndOfCapture))
+            .collect()
+    }
+
+    /// Snapshots of open flows that had a packet at or after `since`, most recent first. The map
+    /// is kept in packet-arrival order, so this walks only the flows that changed.
+    pub fn changed_since(&self, since: i64) -> Vec<FlowRecord> {
+        self.flows
+            .iter()
+            .rev()
+            .take_while(|(_, f)| f.last_packet_ts >= since)
+            .map(|(_, f)| self.snapshot(f, EndReason::EndOfCapture))
             .collect()
     }
 
@@ -618,4 +634,49 @@ fn uid(flow: &Flow) -> String {
         hash /= 62;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpSegment;
+
+    fn syn(ts: i64, sport: u16) -> Packet<'static> {
+        Packet {
+            ts_nanos: ts,
+            src: "192.0.2.10".parse().unwrap(),
+            dst: "203.0.113.10".parse().unwrap(),
+            ip_proto: 6,
+            ip_bytes: 60,
+            vlan: None,
+            truncated: false,
+            transport: L4::Tcp(TcpSegment {
+                src_port: sport,
+                dst_port: 443,
+                seq: 1000,
+                ack: 0,
+                flags: tcp_flags::SYN,
+                window: 1000,
+                payload: &[],
+                wire_payload_len: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn changed_since_returns_exactly_the_flows_with_a_packet_since() {
+        let mut table = FlowTable::new(FlowConfig::default(), NameBook::default());
+        let mut out = |_rec: FlowRecord| panic!("no flow ends here");
+        for (i, port) in (40000..40010).enumerate() {
+            table.process(&syn(i as i64 * NANOS, port), &mut out);
+        }
+        // A new packet on the oldest flow moves it to the active end.
+        table.process(&syn(20 * NANOS, 40000), &mut out);
+        let changed = table.changed_since(8 * NANOS);
+        let mut ports: Vec<u16> = changed.iter().map(|r| r.orig_p).collect();
+        ports.sort();
+        assert_eq!(ports, [40000, 40008, 40009]);
+        assert_eq!(table.changed_since(21 * NANOS).len(), 0);
+        assert_eq!(table.changed_since(0).len(), 10);
+    }
 }

@@ -48,6 +48,9 @@ const MINUTE_NANOS: i64 = 60 * NANOS;
 pub const SETTLE_NANOS: i64 = 500_000_000;
 /// Shortest wall time between two evaluations.
 const MIN_EVAL_GAP_NANOS: i64 = 200_000_000;
+/// Finished flows kept for the audit written on exit. A watch runs for months: past this, the
+/// oldest are dropped (and counted, and the exit audit says so), so memory stays bounded.
+const MAX_RETAINED_FLOWS: usize = 500_000;
 /// Minute-keyed evidence older than this is history, alerted (or not) when it was current.
 const STALE_EVIDENCE_NANOS: i64 = 10 * MINUTE_NANOS;
 
@@ -198,8 +201,10 @@ pub struct Engine {
     config: EngineConfig,
     decoder: Decoder,
     table: FlowTable,
-    /// Every finished flow (the final audit judges them all).
+    /// Finished flows for the exit audit, up to [`MAX_RETAINED_FLOWS`] (newest kept).
     all: Vec<FlowRecord>,
+    /// Finished flows dropped from `all` to bound memory.
+    dropped_flows: u64,
     /// Finished licensing, proxy-hop and DNS flows of the current and previous minute (what the
     /// per-minute controls add up).
     recent: Vec<FlowRecord>,
@@ -210,6 +215,10 @@ pub struct Engine {
     eval_mark: i64,
     /// Open flows whose judgement waits for their first bytes (see [`SETTLE_NANOS`]).
     deferred: HashSet<String>,
+    /// Latest snapshots of the open flows judged at every evaluation even without a new packet:
+    /// licensing, proxy-hop and DNS flows (the per-minute controls add them up) and deferred ones.
+    /// With `FlowTable::changed_since` this keeps an evaluation from snapshotting every open flow.
+    open_cache: HashMap<String, FlowRecord>,
     input: LiveInput,
     first_ts: i64,
     last_ts: i64,
@@ -268,6 +277,8 @@ impl Engine {
             fresh: Vec::new(),
             eval_mark: i64::MIN,
             deferred: HashSet::new(),
+            dropped_flows: 0,
+            open_cache: HashMap::new(),
             first_ts: i64::MAX,
             last_ts: i64::MIN,
             dirty: false,
@@ -333,6 +344,16 @@ impl Engine {
             })
         });
         self.dirty = true;
+        self.bound_retained();
+    }
+
+    /// Drops the oldest tenth of the retained flows once the cap is reached (amortised).
+    fn bound_retained(&mut self) {
+        if self.all.len() > MAX_RETAINED_FLOWS {
+            let n = MAX_RETAINED_FLOWS / 10;
+            self.all.drain(..n);
+            self.dropped_flows += n as u64;
+        }
     }
 
     /// Called whenever the capture loop wakes (a packet, or the read timeout): evaluates new
@@ -479,14 +500,21 @@ impl Engine {
             last = last.max(self.stop_nanos.unwrap_or(self.config.start_nanos));
         }
         let no_packets = first == i64::MAX;
+        let mut input = self.input.facts();
+        if self.dropped_flows > 0 {
+            // The exit audit no longer holds every flow of the watch: it cannot pass.
+            input.incomplete = true;
+            input.warnings.push(format!(
+                "{} of the oldest finished flows were left out of this audit to bound memory (it keeps the newest {MAX_RETAINED_FLOWS}); the alerts and metrics covered them as they happened",
+                self.dropped_flows
+            ));
+        }
         PassSummary {
-            inputs: if with_inputs {
-                vec![self.input.facts()]
-            } else {
-                Vec::new()
-            },
+            inputs: if with_inputs { vec![input] } else { Vec::new() },
             decode: self.decoder.stats().clone(),
-            complete: !self.input.facts.incomplete && flow_stats.evicted == 0,
+            complete: !self.input.facts.incomplete
+                && flow_stats.evicted == 0
+                && self.dropped_flows == 0,
             flow_stats,
             first_ts_nanos: if no_packets { 0 } else { first },
             last_ts_nanos: if no_packets { 0 } else { last },
@@ -549,15 +577,27 @@ impl Engine {
         let kept = window.len();
         window.append(&mut self.fresh);
         let finished = window.len();
-        // Snapshots of every open flow: the flow table offers no cheaper way to see which changed.
-        for snap in self.table.interim(i64::MAX) {
-            if snap.last_ts_nanos >= mark
-                || deferred.contains(&snap.uid)
-                || adds_up(&snap, &self.config.policy)
-            {
-                window.push(snap);
+        // Open flows with a packet since the last evaluation, then the cached ones that must be
+        // judged again anyway; flows that ended meanwhile are in `window` already.
+        let ended: HashSet<String> = window.iter().map(|r| r.uid.clone()).collect();
+        self.open_cache.retain(|uid, _| !ended.contains(uid));
+        let mut changed: HashSet<String> = HashSet::new();
+        for snap in self.table.changed_since(mark) {
+            if ended.contains(&snap.uid) {
+                continue;
             }
+            if deferred.contains(&snap.uid) || adds_up(&snap, &self.config.policy) {
+                self.open_cache.insert(snap.uid.clone(), snap.clone());
+            }
+            changed.insert(snap.uid.clone());
+            window.push(snap);
         }
+        window.extend(
+            self.open_cache
+                .iter()
+                .filter(|(uid, _)| !changed.contains(*uid))
+                .map(|(_, snap)| snap.clone()),
+        );
         let pass = self.pass_summary(false);
         let judged = audit::audit(&window, &pass, &self.config.policy, None);
         let index: HashMap<&str, usize> = window
@@ -570,6 +610,18 @@ impl Engine {
             self.alerts_from(control, &window, &index, finished, now, &mut alerts);
         }
         self.track_licensing(&window, finished);
+        // Keep caching only what the next evaluation must judge without a new packet: flows
+        // that add up, and flows deferred now (judged again once settled, packet or not).
+        let (policy, still_deferred) = (&self.config.policy, &self.deferred);
+        self.open_cache
+            .retain(|uid, snap| still_deferred.contains(uid) || adds_up(snap, policy));
+        for snap in &window[finished..] {
+            if still_deferred.contains(&snap.uid) {
+                self.open_cache
+                    .entry(snap.uid.clone())
+                    .or_insert_with(|| snap.clone());
+            }
+        }
         window.truncate(kept);
         self.recent = window;
         for alert in alerts {
@@ -651,7 +703,14 @@ impl Engine {
                 if at.is_some_and(|t| now.max(self.last_ts) - t > STALE_EVIDENCE_NANOS) {
                     continue;
                 }
-                let minute = at.unwrap_or(now).div_euclid(MINUTE_NANOS);
+                // Evidence gathered over the window (no single source, e.g. an unapproved
+                // resolver) starts at whichever flow the window began with: key it on the minute
+                // it was seen in, so one breach alerts at most once a minute.
+                let minute = match ev.source {
+                    Some(_) => at.unwrap_or(now),
+                    None => now.max(self.last_ts),
+                }
+                .div_euclid(MINUTE_NANOS);
                 let key = format!(
                     "{id}|{}|{}|{minute}",
                     ev.source.as_deref().unwrap_or(""),

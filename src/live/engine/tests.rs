@@ -523,4 +523,13 @@ fn replay_throughput() {
         alerts.lock().expect("lock").len(),
         audit.capture.duration_seconds
     );
+    if let Ok(dump) = std::env::var("DG_AUDIT_REPLAY_ALERTS") {
+        let lines: Vec<String> = alerts
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|a| format!("{} {} {}", a.control, a.flow_uids.join(","), a.summary))
+            .collect();
+        std::fs::write(dump, lines.join("\n")).expect("alerts written");
+    }
 }
