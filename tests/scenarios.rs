@@ -9,19 +9,7 @@ use serde_json::Value;
 
 use crate::util::{assert_schema, captures_dir, dg_audit, LICENSE_KEY};
 
-const CONTROLS: [&str; 11] = [
-    "DEST",
-    "TLS",
-    "VOLUME",
-    "DURATION",
-    "CADENCE",
-    "AUDIO",
-    "CREDENTIAL",
-    "PROXY",
-    "DNS",
-    "INGRESS",
-    "CAPTURE",
-];
+use dg_audit::audit::CONTROL_IDS as CONTROLS;
 
 /// Every control's verdict for every scenario, in the order of `CONTROLS`.
 /// p = pass, n = not_applicable, f = finding, v = violation.

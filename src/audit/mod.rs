@@ -16,6 +16,21 @@ use crate::report::flows::Tool;
 use classify::{classify, FlowClass};
 use minutes::{LicensingMinute, MinuteStats};
 
+/// Every control's stable id, in the order audits list them (DESIGN.md section 5).
+pub const CONTROL_IDS: [&str; 11] = [
+    "DEST",
+    "TLS",
+    "VOLUME",
+    "DURATION",
+    "CADENCE",
+    "AUDIO",
+    "CREDENTIAL",
+    "PROXY",
+    "DNS",
+    "INGRESS",
+    "CAPTURE",
+];
+
 /// A control's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

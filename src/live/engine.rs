@@ -799,14 +799,6 @@ impl Engine {
             let destination = crate::audit::controls::destination_label(&c);
             for (key, at) in times {
                 if self.checkins_seen.insert((rec.uid.clone(), key)) {
-                    eprintln!(
-                        "DBG {} {}:{} {:?} {}",
-                        rec.uid,
-                        rec.resp_h,
-                        rec.resp_p,
-                        c.class,
-                        rec.conn_state.as_str()
-                    );
                     self.checkin(rec.orig_h, at, &rec.uid, &destination);
                 }
             }

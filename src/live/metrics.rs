@@ -16,19 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Control ids alerts can carry (all exported, so rate() works before the first alert).
-pub const CONTROL_IDS: [&str; 11] = [
-    "DEST",
-    "TLS",
-    "VOLUME",
-    "DURATION",
-    "CADENCE",
-    "AUDIO",
-    "CREDENTIAL",
-    "PROXY",
-    "DNS",
-    "INGRESS",
-    "CAPTURE",
-];
+pub use crate::audit::CONTROL_IDS;
 
 /// Upper bounds of the licensing connection duration histogram, seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
