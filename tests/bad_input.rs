@@ -162,3 +162,39 @@ fn pcapng_with_an_oversized_section_option_is_rejected() {
     );
     assert_no_panic(&stderr);
 }
+
+#[test]
+fn pcapng_interface_statistics_drops_are_counted_and_make_the_audit_inconclusive() {
+    // Append an Interface Statistics Block saying interface 0 dropped 5 packets (isb_ifdrop).
+    let mut bytes = corpus("zeek-pcapng-multi-interface.pcapng");
+    assert_eq!(
+        &bytes[8..12],
+        &0x1A2B_3C4Du32.to_le_bytes(),
+        "little-endian section"
+    );
+    let mut isb = Vec::new();
+    isb.extend_from_slice(&5u32.to_le_bytes()); // block type: ISB
+    isb.extend_from_slice(&40u32.to_le_bytes());
+    isb.extend_from_slice(&0u32.to_le_bytes()); // interface 0
+    isb.extend_from_slice(&0u32.to_le_bytes()); // timestamp high
+    isb.extend_from_slice(&0u32.to_le_bytes()); // timestamp low
+    isb.extend_from_slice(&5u16.to_le_bytes()); // option isb_ifdrop
+    isb.extend_from_slice(&8u16.to_le_bytes());
+    isb.extend_from_slice(&5u64.to_le_bytes());
+    isb.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+    isb.extend_from_slice(&40u32.to_le_bytes());
+    bytes.extend_from_slice(&isb);
+    let path = temp_file("dropped.pcapng", &bytes);
+    let out = dg_audit(&["analyze", "--format", "json", path.to_str().unwrap()]);
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
+    assert_eq!(audit["inputs"][0]["capture_drops"], 5);
+    assert_eq!(audit["capture"]["capture_drops"], 5);
+    let capture = audit["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "CAPTURE")
+        .unwrap();
+    assert_eq!(capture["verdict"], "inconclusive", "{capture}");
+    assert_ne!(audit["verdict"], "compliant");
+}

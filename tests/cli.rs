@@ -114,3 +114,37 @@ fn zeek_output_has_the_header_zeek_cut_reads() {
     assert!(row.contains("\tSF\t"), "{row}");
     assert!(row.contains("\tShADadFf\t7\t512\t7\t5379\t"), "{row}");
 }
+
+#[test]
+fn several_files_are_read_as_one_stream_in_time_order() {
+    let a = corpus_dir().join("zeek-http-get.pcap");
+    let b = corpus_dir().join("gopacket-test_dns.pcap");
+    let (_, doc_a, _) = flows_json(&a);
+    let (_, doc_b, _) = flows_json(&b);
+    let out = dg_audit(&[
+        "flows",
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+        "-r",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let both: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = both["flows"].as_array().unwrap();
+    assert_eq!(
+        flows.len(),
+        doc_a["flows"].as_array().unwrap().len() + doc_b["flows"].as_array().unwrap().len()
+    );
+    let starts: Vec<i64> = flows
+        .iter()
+        .map(|f| f["ts_nanos"].as_i64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "flows in time order"
+    );
+    assert_eq!(both["inputs"].as_array().unwrap().len(), 2);
+    assert_eq!(both["inputs"][0]["sha256"], doc_a["inputs"][0]["sha256"]);
+    assert_eq!(both["inputs"][1]["sha256"], doc_b["inputs"][0]["sha256"]);
+}
