@@ -187,6 +187,7 @@ fn pcapng_interface_statistics_drops_are_counted_and_make_the_audit_inconclusive
     let path = temp_file("dropped.pcapng", &bytes);
     let out = dg_audit(&["analyze", "--format", "json", path.to_str().unwrap()]);
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
+    crate::util::assert_schema("audit", &audit);
     assert_eq!(audit["inputs"][0]["capture_drops"], 5);
     assert_eq!(audit["capture"]["capture_drops"], 5);
     let capture = audit["controls"]

@@ -17,6 +17,7 @@ fn the_flow_table_cap_evicts_counts_and_marks_the_run_incomplete() {
     ]);
     assert_eq!(out.status.code(), Some(0), "eviction is not an input error");
     let capped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::util::assert_schema("flows", &capped);
     assert_eq!(capped["complete"], false);
     let evicted = capped["flow_stats"]["evicted"].as_u64().unwrap();
     assert!(evicted > 0);
@@ -131,6 +132,7 @@ fn several_files_are_read_as_one_stream_in_time_order() {
     ]);
     assert_eq!(out.status.code(), Some(0));
     let both: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::util::assert_schema("flows", &both);
     let flows = both["flows"].as_array().unwrap();
     assert_eq!(
         flows.len(),

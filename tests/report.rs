@@ -28,12 +28,14 @@ fn scenario(name: &str, sensor: Option<&str>) -> Audit {
                 let pcap = format!("captures/{name}.pcap");
                 let policy = format!("captures/{name}.policy.toml");
                 let out = dg_audit(&["analyze", &pcap, "--policy", &policy, "--format", "json"]);
-                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                let value: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
                     panic!(
                         "{name}: analyze gave no JSON ({e}): {}",
                         String::from_utf8_lossy(&out.stderr)
                     )
-                })
+                });
+                assert_schema("audit", &value);
+                value
             })
             .clone()
     };
@@ -454,7 +456,9 @@ fn report_without_licensing_traffic_says_so() {
         "--format",
         "json",
     ]);
-    let audit: Audit = serde_json::from_slice(&out.stdout).expect("audit JSON");
+    let value: Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
+    assert_schema("audit", &value);
+    let audit: Audit = serde_json::from_value(value).expect("audit JSON parses");
     assert!(audit.licensing.per_minute.is_empty());
     let [(_, html), (_, md), _] = all_formats(std::slice::from_ref(&audit));
     assert!(html.contains("No licensing traffic was seen."));
