@@ -602,6 +602,7 @@ fn live_capture_in_namespaces_matches_tcpdump_and_analyze() {
             String::from_utf8_lossy(&offline.stderr)
         )
     });
+    assert_schema("audit", &offline_doc);
     let live_doc: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("live-audit.json")).expect("live audit written"),
     )
