@@ -104,9 +104,11 @@ pub enum FlowFormat {
 /// Inputs and flow-table settings shared by offline commands.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Capture files (pcap or pcapng); several are merged in time order.
-    #[arg(value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    /// Capture files (pcap or pcapng; several are merged in time order), then optionally a BPF
+    /// filter expression as tcpdump takes it (`dg-audit flows a.pcap tcp port 443`): the first
+    /// word that is not an existing file starts the expression.
+    #[arg(value_name = "FILE... [EXPRESSION]")]
+    pub files: Vec<String>,
     /// Capture file to read (tcpdump's -r); may be repeated.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
@@ -126,12 +128,30 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
-    fn paths(&self) -> Result<Vec<PathBuf>> {
-        let paths: Vec<PathBuf> = self.files.iter().chain(&self.read).cloned().collect();
+    /// The capture files and the filter expression, split as tcpdump users expect.
+    fn paths_and_filter(&self) -> Result<(Vec<PathBuf>, Option<String>)> {
+        let split = self
+            .files
+            .iter()
+            .position(|w| !Path::new(w).exists())
+            .unwrap_or(self.files.len());
+        let (files, expression) = self.files.split_at(split);
+        if let Some(missing) = expression.first() {
+            // A name that looks like a capture is a missing file, not a filter word.
+            if missing.ends_with(".pcap") || missing.ends_with(".pcapng") || missing.contains('/') {
+                bail!("{missing}: no such file");
+            }
+        }
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .map(PathBuf::from)
+            .chain(self.read.iter().cloned())
+            .collect();
         if paths.is_empty() {
             bail!("no capture file given: name one or more pcap/pcapng files (or -r FILE)");
         }
-        Ok(paths)
+        let filter = (!expression.is_empty()).then(|| expression.join(" "));
+        Ok((paths, filter))
     }
 
     /// Flow settings: flags first, then the policy's, then the defaults.
@@ -204,7 +224,7 @@ pub fn collect_flows(
     names: NameBook,
     quiet: bool,
 ) -> Result<(PassSummary, Vec<FlowRecord>)> {
-    let paths = input.paths()?;
+    let (paths, filter) = input.paths_and_filter()?;
     let mut records = Vec::new();
     let bar = progress_bar(quiet);
     let mut tick = |done: u64, total: u64| {
@@ -213,10 +233,11 @@ pub fn collect_flows(
             b.set_position(done);
         }
     };
-    let summary = pipeline::run_files(
+    let summary = pipeline::run_files_filtered(
         &paths,
         config,
         names,
+        filter.as_deref(),
         &mut |r| records.push(r),
         Some(&mut tick),
     )?;
@@ -231,12 +252,13 @@ fn flows(args: FlowsArgs, quiet: bool) -> Result<ExitStatus> {
     let mut out = open_output(args.output.as_deref())?;
     let (summary, records) = if args.format == FlowFormat::Ndjson {
         // NDJSON streams each flow as it ends: memory stays proportional to open flows.
-        let paths = args.input.paths()?;
+        let (paths, filter) = args.input.paths_and_filter()?;
         let mut write_err = None;
-        let summary = pipeline::run_files(
+        let summary = pipeline::run_files_filtered(
             &paths,
             args.input.flow_config(FlowConfig::default()),
             NameBook::default(),
+            filter.as_deref(),
             &mut |r| {
                 if write_err.is_none() {
                     write_err = flow_report::write_ndjson_line(&mut out, &r).err();

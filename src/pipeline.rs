@@ -9,6 +9,7 @@ use crate::decode::{DecodeStats, Decoder};
 use crate::flow::{FlowConfig, FlowRecord, FlowStats, FlowTable};
 use crate::names::NameBook;
 use crate::source::file::{CaptureFile, MergedReader};
+use crate::source::filter::FrameFilter;
 use crate::source::{FileFacts, SourceError};
 
 /// Everything one pass produced.
@@ -22,6 +23,12 @@ pub struct PassSummary {
     pub last_ts_nanos: i64,
     /// False when an input stopped short (truncation, corruption) or flows were evicted.
     pub complete: bool,
+    /// The BPF expression frames were selected with, if any (as tcpdump's trailing expression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Frames the filter excluded (they are in no flow and no count above).
+    #[serde(default)]
+    pub filtered_frames: u64,
 }
 
 /// Progress reports during a pass: (bytes read, total bytes).
@@ -38,6 +45,20 @@ pub fn run_files(
     sink: &mut dyn FnMut(FlowRecord),
     progress: Option<Progress<'_>>,
 ) -> Result<PassSummary, SourceError> {
+    run_files_filtered(paths, config, names, None, sink, progress)
+}
+
+/// [`run_files`] keeping only the frames a BPF expression selects.
+pub fn run_files_filtered(
+    paths: &[PathBuf],
+    config: FlowConfig,
+    names: NameBook,
+    filter: Option<&str>,
+    sink: &mut dyn FnMut(FlowRecord),
+    progress: Option<Progress<'_>>,
+) -> Result<PassSummary, SourceError> {
+    let mut filter = filter.map(FrameFilter::new).transpose()?;
+    let mut filtered_frames = 0u64;
     let files = paths
         .iter()
         .map(|p| CaptureFile::open(p))
@@ -62,6 +83,12 @@ pub fn run_files(
     let mut progress = progress;
     let mut since_progress = 0u32;
     while let Some(frame) = merged.next() {
+        if let Some(f) = filter.as_mut() {
+            if !f.matches(&frame)? {
+                filtered_frames += 1;
+                continue;
+            }
+        }
         first = first.min(frame.ts_nanos);
         last = last.max(frame.ts_nanos);
         decoder.decode(&frame, &mut |pkt| table.process(pkt, &mut out));
@@ -94,5 +121,7 @@ pub fn run_files(
         first_ts_nanos: if no_packets { 0 } else { first },
         last_ts_nanos: if no_packets { 0 } else { last },
         complete,
+        filter: filter.map(|f| f.expression().to_string()),
+        filtered_frames,
     })
 }

@@ -150,3 +150,66 @@ fn several_files_are_read_as_one_stream_in_time_order() {
     assert_eq!(both["inputs"][0]["sha256"], doc_a["inputs"][0]["sha256"]);
     assert_eq!(both["inputs"][1]["sha256"], doc_b["inputs"][0]["sha256"]);
 }
+
+#[test]
+fn a_trailing_bpf_expression_selects_frames_as_zeek_and_tcpdump_do() {
+    // Zeek's smtp.pcap baseline was made with `-f 'tcp port 25'`: the same filter must give
+    // exactly its two connections, with its histories.
+    let file = corpus_dir().join("zeek-smtp.pcap");
+    let out = dg_audit(&[
+        "flows",
+        "--format",
+        "json",
+        file.to_str().unwrap(),
+        "tcp",
+        "port",
+        "25",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::util::assert_schema("flows", &doc);
+    assert_eq!(doc["filter"], "tcp port 25");
+    let histories: Vec<&str> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["history"].as_str().unwrap())
+        .collect();
+    assert_eq!(histories, ["ShAdDaTFf", "ShAdDa"]);
+    let (_, all, _) = flows_json(&file);
+    let frames = all["decode"]["frames"].as_u64().unwrap();
+    assert_eq!(
+        doc["decode"]["frames"].as_u64().unwrap() + doc["filtered_frames"].as_u64().unwrap(),
+        frames
+    );
+    // The audit states the filter it was limited to.
+    let out = dg_audit(&[
+        "analyze",
+        "--format",
+        "json",
+        file.to_str().unwrap(),
+        "tcp",
+        "port",
+        "25",
+    ]);
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::util::assert_schema("audit", &audit);
+    assert_eq!(audit["capture"]["filter"], "tcp port 25");
+    let capture = audit["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "CAPTURE")
+        .unwrap();
+    assert!(capture["evidence"][0]["what"]
+        .as_str()
+        .unwrap()
+        .contains("tcp port 25"));
+    // A bad expression and a missing capture are errors that say which.
+    let bad = dg_audit(&["flows", file.to_str().unwrap(), "tcp", "prot", "25"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tcp prot 25"));
+    let missing = dg_audit(&["flows", "no-such-capture.pcap", "tcp"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-capture.pcap: no such file"));
+}

@@ -1081,6 +1081,19 @@ fn capture(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
             ));
         }
     }
+    if let Some(filter) = &pass.filter {
+        // Not a fault, but the verdict speaks only for the selected frames: say so first.
+        evidence.insert(
+            0,
+            Evidence {
+                what: format!(
+                    "only frames matching the filter {filter:?} were audited; {} others were left out",
+                    pass.filtered_frames
+                ),
+                ..Evidence::default()
+            },
+        );
+    }
     if pass.decode.truncated_frames > 0 {
         evidence.push(Evidence {
             what: format!("{} frames cut by the snaplen", pass.decode.truncated_frames),

@@ -203,6 +203,12 @@ pub struct CaptureSummary {
     pub capture_drops: u64,
     pub truncated_frames: u64,
     pub complete: bool,
+    /// BPF expression the frames were selected with (the audit then covers only those frames).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Frames the filter excluded.
+    #[serde(default)]
+    pub filtered_frames: u64,
 }
 
 /// The audit document (`dg-audit analyze --format json`).
@@ -344,6 +350,8 @@ fn capture_summary(pass: &PassSummary) -> CaptureSummary {
         capture_drops: pass.inputs.iter().map(|i| i.capture_drops).sum(),
         truncated_frames: pass.decode.truncated_frames,
         complete: pass.complete,
+        filter: pass.filter.clone(),
+        filtered_frames: pass.filtered_frames,
     }
 }
 

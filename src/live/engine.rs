@@ -518,6 +518,9 @@ impl Engine {
             flow_stats,
             first_ts_nanos: if no_packets { 0 } else { first },
             last_ts_nanos: if no_packets { 0 } else { last },
+            // A live filter runs in the kernel: excluded packets never reach dg-audit to count.
+            filter: None,
+            filtered_frames: 0,
         }
     }
 

@@ -189,21 +189,38 @@ pub fn write_text(
     writeln!(w)?;
     let d = &summary.decode;
     let skipped: u64 = d.skipped.values().sum();
-    writeln!(
+    let reasons = d
+        .skipped
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{} {v}",
+                serde_json::to_value(k)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    write!(
         w,
-        "{} flows from {} frames ({} packets decoded, {} without a packet: {}); {} mid-stream, {} evicted",
+        "{} flows from {} frames ({} packets decoded, {skipped} without a packet{}); {} mid-stream, {} evicted",
         flows.len(),
         d.frames,
         d.packets,
-        skipped,
-        d.skipped
-            .iter()
-            .map(|(k, v)| format!("{} {v}", serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(", "),
+        if reasons.is_empty() { String::new() } else { format!(": {reasons}") },
         summary.flow_stats.midstream_flows,
         summary.flow_stats.evicted,
     )?;
+    match &summary.filter {
+        Some(filter) => writeln!(
+            w,
+            "; filter {filter:?} left out {} frames",
+            summary.filtered_frames
+        )?,
+        None => writeln!(w)?,
+    }
     if !summary.complete {
         writeln!(
             w,

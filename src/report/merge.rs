@@ -618,6 +618,17 @@ fn merge_capture(audits: &[&Audit]) -> CaptureSummary {
         capture_drops: sum(|c| c.capture_drops),
         truncated_frames: sum(|c| c.truncated_frames),
         complete: audits.iter().all(|a| a.capture.complete),
+        // Distinct filters of the merged audits, joined: a merged report says what each covered.
+        filter: {
+            let mut filters: Vec<&str> = audits
+                .iter()
+                .filter_map(|a| a.capture.filter.as_deref())
+                .collect();
+            filters.sort();
+            filters.dedup();
+            (!filters.is_empty()).then(|| filters.join(" | "))
+        },
+        filtered_frames: sum(|c| c.filtered_frames),
     }
 }
 

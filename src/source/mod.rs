@@ -5,6 +5,7 @@
 //! the file, the record number and the byte offset, and the run is marked incomplete.
 
 pub mod file;
+pub mod filter;
 pub mod live;
 
 use std::path::PathBuf;
@@ -55,6 +56,12 @@ pub enum SourceError {
         record: u64,
         offset: u64,
         needed: usize,
+    },
+    #[error("filter {expression:?} cannot be used on link type {link_type}: {message}")]
+    BadFilter {
+        expression: String,
+        link_type: u32,
+        message: String,
     },
     #[error("{path}: record {record} at offset {offset} is corrupt: {what}; {record} records before it were read")]
     Corrupt {
