@@ -190,12 +190,7 @@ fn pcapng_interface_statistics_drops_are_counted_and_make_the_audit_inconclusive
     crate::util::assert_schema("audit", &audit);
     assert_eq!(audit["inputs"][0]["capture_drops"], 5);
     assert_eq!(audit["capture"]["capture_drops"], 5);
-    let capture = audit["controls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "CAPTURE")
-        .unwrap();
+    let capture = crate::util::control(&audit, "CAPTURE");
     assert_eq!(capture["verdict"], "inconclusive", "{capture}");
     assert_ne!(audit["verdict"], "compliant");
 }

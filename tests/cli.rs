@@ -195,12 +195,7 @@ fn a_trailing_bpf_expression_selects_frames_as_zeek_and_tcpdump_do() {
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     crate::util::assert_schema("audit", &audit);
     assert_eq!(audit["capture"]["filter"], "tcp port 25");
-    let capture = audit["controls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "CAPTURE")
-        .unwrap();
+    let capture = crate::util::control(&audit, "CAPTURE");
     assert!(capture["evidence"][0]["what"]
         .as_str()
         .unwrap()

@@ -316,12 +316,7 @@ fn report_merges_two_sensors_with_combined_totals() {
     );
     // Worst verdict per control, overall verdict recomputed, inputs concatenated.
     assert_eq!(doc["verdict"], "violation");
-    let volume = doc["controls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "VOLUME")
-        .unwrap();
+    let volume = crate::util::control(&doc, "VOLUME");
     assert_eq!(volume["verdict"], "violation");
     assert!(volume["evidence"][0]["what"]
         .as_str()

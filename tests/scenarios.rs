@@ -123,13 +123,7 @@ fn verdicts_exit_codes_and_every_control_match_each_scenario() {
         assert_eq!(ids, CONTROLS, "{name}: controls in order");
         for ((id, verdict), letter) in got.iter().zip(letters.split(' ')) {
             if verdict != verdict_word(letter) {
-                let summary = audit["controls"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|c| c["id"] == *id)
-                    .map(|c| c["summary"].to_string())
-                    .unwrap_or_default();
+                let summary = crate::util::control(&audit, id)["summary"].to_string();
                 problems.push(format!(
                     "{name}: {id} {verdict}, expected {} ({summary})",
                     verdict_word(letter)

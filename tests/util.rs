@@ -66,6 +66,16 @@ pub fn flows_json(file: &Path) -> (i32, serde_json::Value, String) {
     (out.status.code().unwrap_or(-1), doc, stderr)
 }
 
+/// The control `id` of an audit document (panics when it is missing).
+pub fn control<'a>(audit: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    audit["controls"]
+        .as_array()
+        .expect("controls is a list")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no control {id}"))
+}
+
 /// Every capture in a directory (pcap and pcapng), sorted.
 pub fn captures_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

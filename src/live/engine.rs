@@ -417,18 +417,7 @@ impl Engine {
         self.input.facts.warnings.push(message.clone());
         self.input.facts.incomplete = true;
         self.metrics.lock().capture_up = false;
-        self.raise(Alert {
-            ts: rfc3339(now),
-            control: "CAPTURE".into(),
-            verdict: ControlVerdict::Inconclusive.as_str().into(),
-            summary: message,
-            source: None,
-            destination: None,
-            flow_uids: Vec::new(),
-            bytes: None,
-            packet_ts: (self.last_ts != i64::MIN).then(|| rfc3339(self.last_ts)),
-            pcap_files: Vec::new(),
-        });
+        self.flowless_alert(now, "CAPTURE", ControlVerdict::Inconclusive, message);
     }
 
     fn ring_fault(&mut self, now: i64, message: String) {
@@ -554,6 +543,17 @@ impl Engine {
         if self.alerted.insert(key, now).is_some() {
             return;
         }
+        self.flowless_alert(now, control, verdict, summary);
+    }
+
+    /// An alert about the watch itself (capture, ring, overdue host), not about one flow.
+    fn flowless_alert(
+        &mut self,
+        now: i64,
+        control: &str,
+        verdict: ControlVerdict,
+        summary: String,
+    ) {
         self.raise(Alert {
             ts: rfc3339(now),
             control: control.into(),
