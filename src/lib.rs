@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod report;
 pub mod source;
+pub mod units;

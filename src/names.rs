@@ -9,8 +9,67 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::flow::record::{Confidence, FlowName, NameEvidence, NameSource};
+use serde::{Deserialize, Serialize};
+
 use crate::inspect::dns::{DnsData, DnsMessage};
+
+/// Where a flow's destination name came from, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// TLS ClientHello server_name of this flow (TCP or QUIC).
+    TlsSni,
+    /// HTTP CONNECT authority of this flow (a forward proxy tunnel).
+    HttpConnect,
+    /// HTTP/1.x Host header of this flow.
+    HttpHost,
+    /// A DNS answer seen earlier in the capture for the responder's address.
+    DnsAnswer,
+    /// A mapping given by the operator in the policy.
+    Operator,
+}
+
+/// How far a name can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// Said by the flow itself in clear (SNI, CONNECT, Host) and not contradicted.
+    High,
+    /// Inferred (DNS answer, operator mapping) or contradicted by other evidence.
+    Medium,
+    /// The real name is hidden (ECH, encrypted DNS) or only guessed.
+    Low,
+}
+
+/// One piece of evidence for a flow's destination name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameEvidence {
+    pub source: NameSource,
+    pub name: String,
+    /// DNS only: the query name that led to this address through `cname_chain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cname_chain: Vec<String>,
+    /// DNS only: TTL of the answer and the packet time it was seen (nanoseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_ts_nanos: Option<i64>,
+}
+
+/// A flow's destination name with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowName {
+    /// The name chosen from the strongest evidence.
+    pub name: String,
+    pub source: NameSource,
+    pub confidence: Confidence,
+    pub evidence: Vec<NameEvidence>,
+    /// Why the name is uncertain or contradicted, in words (ECH, SNI vs DNS disagreement, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
+}
 
 /// Bindings kept per address (newest last).
 const BINDINGS_PER_ADDRESS: usize = 4;

@@ -10,7 +10,7 @@ use crate::flow::{FlowConfig, FlowRecord, FlowStats, FlowTable};
 use crate::names::NameBook;
 use crate::source::file::{CaptureFile, MergedReader};
 use crate::source::filter::FrameFilter;
-use crate::source::{FileFacts, SourceError};
+use crate::source::{FileFacts, Frame, SourceError};
 
 /// Everything one pass produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +29,111 @@ pub struct PassSummary {
     /// Frames the filter excluded (they are in no flow and no count above).
     #[serde(default)]
     pub filtered_frames: u64,
+}
+
+/// First and last packet time seen, nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    first: i64,
+    last: i64,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Span {
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
+}
+
+impl Span {
+    /// Widens the span to cover `ts_nanos`.
+    pub fn observe(&mut self, ts_nanos: i64) {
+        self.first = self.first.min(ts_nanos);
+        self.last = self.last.max(ts_nanos);
+    }
+
+    /// First and last time, or `None` before any packet.
+    pub fn bounds(&self) -> Option<(i64, i64)> {
+        (self.first <= self.last).then_some((self.first, self.last))
+    }
+
+    /// The newest packet time, or `None` before any packet.
+    pub fn last(&self) -> Option<i64> {
+        self.bounds().map(|(_, last)| last)
+    }
+}
+
+/// One pass over frames: decode, then the flow table (with inspection and naming). The offline
+/// commands ([`run_files`]) and the live engine both drive a `Pass`, so a packet is handled by
+/// exactly the same code wherever it came from. Finished flows go to the `sink` of each call.
+pub struct Pass {
+    decoder: Decoder,
+    table: FlowTable,
+    span: Span,
+}
+
+impl Pass {
+    /// A pass with an empty flow table.
+    pub fn new(config: FlowConfig, names: NameBook) -> Pass {
+        Pass {
+            decoder: Decoder::new(),
+            table: FlowTable::new(config, names),
+            span: Span::default(),
+        }
+    }
+
+    /// Decodes one frame and feeds its packets to the flow table.
+    pub fn frame(&mut self, frame: &Frame<'_>, sink: &mut impl FnMut(FlowRecord)) {
+        self.span.observe(frame.ts_nanos);
+        let table = &mut self.table;
+        self.decoder
+            .decode(frame, &mut |pkt| table.process(pkt, sink));
+    }
+
+    /// Ends every open flow (end of input).
+    pub fn finish(&mut self, sink: &mut impl FnMut(FlowRecord)) {
+        self.table.finish(sink);
+    }
+
+    /// The flow table, for callers that look at open flows (live evaluation).
+    pub fn table(&mut self) -> &mut FlowTable {
+        &mut self.table
+    }
+
+    /// Decoder counters so far.
+    pub fn decode_stats(&self) -> &DecodeStats {
+        self.decoder.stats()
+    }
+
+    /// First and last packet time so far.
+    pub fn span(&self) -> Span {
+        self.span
+    }
+
+    /// What the pass measured over `span` (the packets' own, or a live watch's wider window).
+    /// `inputs_complete` is false when an input stopped short; evicted flows also make the pass
+    /// incomplete.
+    pub fn summary(
+        &self,
+        inputs: Vec<FileFacts>,
+        span: Span,
+        inputs_complete: bool,
+    ) -> PassSummary {
+        let flow_stats = self.table.stats().clone();
+        let (first, last) = span.bounds().unwrap_or((0, 0));
+        PassSummary {
+            inputs,
+            decode: self.decoder.stats().clone(),
+            complete: inputs_complete && flow_stats.evicted == 0,
+            flow_stats,
+            first_ts_nanos: first,
+            last_ts_nanos: last,
+            filter: None,
+            filtered_frames: 0,
+        }
+    }
 }
 
 /// Progress reports during a pass: (bytes read, total bytes).
@@ -55,7 +160,7 @@ pub fn run_files_filtered(
     names: NameBook,
     filter: Option<&str>,
     sink: &mut dyn FnMut(FlowRecord),
-    progress: Option<Progress<'_>>,
+    mut progress: Option<Progress<'_>>,
 ) -> Result<PassSummary, SourceError> {
     let mut filter = filter.map(FrameFilter::new).transpose()?;
     let mut filtered_frames = 0u64;
@@ -76,11 +181,8 @@ pub fn run_files_filtered(
         .map(|p| std::thread::spawn(move || crate::source::file::sha256_file(&p)))
         .collect();
     let mut merged = MergedReader::new(readers);
-    let mut decoder = Decoder::new();
-    let mut table = FlowTable::new(config, names);
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let mut pass = Pass::new(config, names);
     let mut out = |rec: FlowRecord| sink(rec);
-    let mut progress = progress;
     let mut since_progress = 0u32;
     while let Some(frame) = merged.next() {
         if let Some(f) = filter.as_mut() {
@@ -89,9 +191,7 @@ pub fn run_files_filtered(
                 continue;
             }
         }
-        first = first.min(frame.ts_nanos);
-        last = last.max(frame.ts_nanos);
-        decoder.decode(&frame, &mut |pkt| table.process(pkt, &mut out));
+        pass.frame(&frame, &mut out);
         since_progress += 1;
         if since_progress == 65_536 {
             since_progress = 0;
@@ -100,7 +200,7 @@ pub fn run_files_filtered(
             }
         }
     }
-    table.finish(&mut out);
+    pass.finish(&mut out);
     if let Some(report) = progress.as_mut() {
         report(total, total);
     }
@@ -111,17 +211,9 @@ pub fn run_files_filtered(
             source: std::io::Error::other("the hashing thread panicked"),
         })??;
     }
-    let flow_stats = table.stats().clone();
-    let complete = inputs.iter().all(|i| !i.incomplete) && flow_stats.evicted == 0;
-    let no_packets = first == i64::MAX;
-    Ok(PassSummary {
-        inputs,
-        decode: decoder.stats().clone(),
-        flow_stats,
-        first_ts_nanos: if no_packets { 0 } else { first },
-        last_ts_nanos: if no_packets { 0 } else { last },
-        complete,
-        filter: filter.map(|f| f.expression().to_string()),
-        filtered_frames,
-    })
+    let inputs_complete = inputs.iter().all(|i| !i.incomplete);
+    let mut summary = pass.summary(inputs, pass.span(), inputs_complete);
+    summary.filter = filter.map(|f| f.expression().to_string());
+    summary.filtered_frames = filtered_frames;
+    Ok(summary)
 }

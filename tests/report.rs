@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use dg_audit::audit::Audit;
-use dg_audit::report::human_bytes;
 use dg_audit::report::merge::merge;
 use dg_audit::report::render::{render, render_with, RenderOptions, ReportFormat};
+use dg_audit::units::human_bytes;
 use serde_json::Value;
 
 use crate::util::{assert_schema, dg_audit, LICENSE_KEY};
@@ -164,7 +164,7 @@ fn report_of_violation_names_the_broken_rules_and_the_minute() {
     let volume = audit
         .controls
         .iter()
-        .find(|c| c.id == "VOLUME")
+        .find(|c| c.id.as_str() == "VOLUME")
         .expect("VOLUME control");
     assert_eq!(volume.verdict.as_str(), "violation");
     assert!(html.contains("Rules broken: ") && html.contains("VOLUME"));
@@ -173,8 +173,8 @@ fn report_of_violation_names_the_broken_rules_and_the_minute() {
     assert!(html.contains(&human_bytes(max)) && md.contains(&human_bytes(max)));
     // The over-budget minute is in the evidence with its exact byte count and packet time.
     let e = &volume.evidence[0];
-    let ts = e.ts.as_deref().expect("evidence time");
-    assert!(html.contains(ts), "evidence packet time {ts}");
+    let ts = e.ts.expect("evidence time").to_string();
+    assert!(html.contains(&ts), "evidence packet time {ts}");
     let grouped = {
         let s = max.to_string();
         let mut out = String::new();
@@ -227,7 +227,7 @@ fn report_never_shows_the_plaintext_license_key() {
     let credential = audit
         .controls
         .iter()
-        .find(|c| c.id == "CREDENTIAL")
+        .find(|c| c.id.as_str() == "CREDENTIAL")
         .expect("CREDENTIAL control");
     assert_eq!(credential.verdict.as_str(), "violation");
     for (format, out) in all_formats(std::slice::from_ref(&audit)) {

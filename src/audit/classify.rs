@@ -128,7 +128,7 @@ pub fn classify<'f>(flow: &'f FlowRecord, policy: &Policy) -> Classified<'f> {
             .and_then(|n| {
                 n.evidence
                     .iter()
-                    .find(|e| e.source == crate::flow::record::NameSource::HttpConnect)
+                    .find(|e| e.source == crate::names::NameSource::HttpConnect)
             })
             .map(|e| e.name.clone());
         let sni = flow.tls.as_ref().and_then(|t| t.sni.clone());

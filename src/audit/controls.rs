@@ -5,19 +5,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::audit::classify::{Classified, Direction, FlowClass};
-use crate::audit::{speech_seconds, ControlResult, ControlVerdict, Evidence, Licensing};
+use crate::audit::{
+    speech_seconds, ControlId, ControlResult, ControlVerdict, Evidence, Licensing, Timestamp,
+};
 use crate::flow::record::{ConnState, Transport};
 use crate::inspect::dns::label_entropy;
 use crate::pipeline::PassSummary;
 use crate::policy::Policy;
-use crate::report::{human_bytes, rfc3339};
+use crate::units::{human_bytes, rfc3339, NANOS};
 
 /// Evidence items kept per control (the rest are counted in `evidence_omitted`).
 const MAX_EVIDENCE: usize = 40;
-const NANOS: i64 = 1_000_000_000;
 
 fn result(
-    id: &str,
+    id: ControlId,
     rule: &str,
     verdict: ControlVerdict,
     summary: String,
@@ -26,7 +27,7 @@ fn result(
     let omitted = evidence.len().saturating_sub(MAX_EVIDENCE) as u64;
     evidence.truncate(MAX_EVIDENCE);
     ControlResult {
-        id: id.into(),
+        id,
         verdict,
         rule: rule.into(),
         summary,
@@ -55,7 +56,7 @@ fn flow_evidence(c: &Classified<'_>, what: String) -> Evidence {
     Evidence {
         what,
         flow_uids: vec![c.flow.uid.clone()],
-        ts: Some(rfc3339(c.flow.ts_nanos)),
+        ts: Some(Timestamp(c.flow.ts_nanos)),
         source: Some(c.flow.orig_h.to_string()),
         destination: Some(destination_label(c)),
         bytes: Some(c.flow.orig_ip_bytes),
@@ -68,13 +69,14 @@ pub fn run_all(
     pass: &PassSummary,
     policy: &Policy,
     licensing: &Licensing,
+    checkins: &BTreeMap<IpAddr, Vec<(i64, String)>>,
 ) -> Vec<ControlResult> {
     vec![
         dest(flows),
         tls(flows, policy),
         volume(policy, licensing),
         duration(flows, policy),
-        cadence(flows, pass, policy),
+        cadence(flows, pass, policy, checkins),
         audio(flows, policy, licensing),
         credential(flows),
         proxy(flows, policy),
@@ -82,21 +84,6 @@ pub fn run_all(
         ingress(flows, policy),
         capture(flows, pass, policy),
     ]
-}
-
-/// `new_connection_per_checkin`, `held_connection`, `mixed` or `none`.
-pub fn licensing_pattern(flows: &[&Classified<'_>], policy: &Policy) -> &'static str {
-    let held = |c: &&&Classified<'_>| {
-        c.flow.duration_nanos() > policy.licensing.cadence_seconds as i64 * NANOS
-            && c.flow.minutes.iter().filter(|m| m.orig_pkts > 0).count() >= 2
-    };
-    let held_count = flows.iter().filter(held).count();
-    match (flows.len(), held_count) {
-        (0, _) => "none",
-        (_, 0) => "new_connection_per_checkin",
-        (n, h) if h == n => "held_connection",
-        _ => "mixed",
-    }
 }
 
 fn dest(flows: &[Classified<'_>]) -> ControlResult {
@@ -116,7 +103,7 @@ fn dest(flows: &[Classified<'_>]) -> ControlResult {
         .count();
     if bad.is_empty() {
         return result(
-            "DEST",
+            ControlId::Dest,
             rule,
             ControlVerdict::Pass,
             format!("all {egress} egress flows are licensing or allowed"),
@@ -156,7 +143,7 @@ fn dest(flows: &[Classified<'_>]) -> ControlResult {
             Evidence {
                 what,
                 flow_uids: cs.iter().map(|c| c.flow.uid.clone()).collect(),
-                ts: cs.first().map(|c| rfc3339(c.flow.ts_nanos)),
+                ts: cs.first().map(|c| Timestamp(c.flow.ts_nanos)),
                 source: Some(
                     cs.iter()
                         .map(|c| c.flow.orig_h.to_string())
@@ -172,7 +159,7 @@ fn dest(flows: &[Classified<'_>]) -> ControlResult {
         .collect::<Vec<_>>();
     let names: Vec<_> = by_dest.keys().take(3).cloned().collect();
     result(
-        "DEST",
+        ControlId::Dest,
         rule,
         ControlVerdict::Violation,
         format!(
@@ -216,7 +203,7 @@ fn tls(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if checked == 0 {
         return result(
-            "TLS",
+            ControlId::Tls,
             rule,
             ControlVerdict::NotApplicable,
             "no traffic to Deepgram names".into(),
@@ -225,7 +212,7 @@ fn tls(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if evidence.is_empty() {
         result(
-            "TLS",
+            ControlId::Tls,
             rule,
             ControlVerdict::Pass,
             format!("all {checked} flows to Deepgram names carry TLS"),
@@ -233,7 +220,7 @@ fn tls(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         )
     } else {
         result(
-            "TLS",
+            ControlId::Tls,
             rule,
             ControlVerdict::Violation,
             format!(
@@ -251,7 +238,7 @@ fn volume(policy: &Policy, licensing: &Licensing) -> ControlResult {
         "Licensing egress (client to server) per source and per minute stays within the budget.";
     if licensing.per_minute.is_empty() {
         return result(
-            "VOLUME",
+            ControlId::Volume,
             rule,
             ControlVerdict::NotApplicable,
             "no licensing traffic".into(),
@@ -282,17 +269,23 @@ fn volume(policy: &Policy, licensing: &Licensing) -> ControlResult {
                 human_bytes(budget)
             ),
             flow_uids: m.flow_uids.clone(),
-            ts: Some(m.start.clone()),
+            ts: Some(Timestamp(m.start_ts * NANOS)),
             source: Some(m.source.to_string()),
             destination: None,
             bytes: Some(m.egress_ip_bytes),
         })
         .collect();
     if evidence.is_empty() {
-        result("VOLUME", rule, ControlVerdict::Pass, stats, evidence)
+        result(
+            ControlId::Volume,
+            rule,
+            ControlVerdict::Pass,
+            stats,
+            evidence,
+        )
     } else {
         result(
-            "VOLUME",
+            ControlId::Volume,
             rule,
             ControlVerdict::Violation,
             format!("{} source-minute(s) over budget; {stats}", evidence.len()),
@@ -317,7 +310,7 @@ fn duration(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         .collect();
     if licensing.is_empty() {
         return result(
-            "DURATION",
+            ControlId::Duration,
             rule,
             ControlVerdict::NotApplicable,
             "no licensing connections".into(),
@@ -349,7 +342,7 @@ fn duration(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         .collect();
     if long.is_empty() {
         return result(
-            "DURATION",
+            ControlId::Duration,
             rule,
             ControlVerdict::Pass,
             format!(
@@ -373,7 +366,7 @@ fn duration(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
             ControlVerdict::Pass
         };
         return result(
-            "DURATION",
+            ControlId::Duration,
             rule,
             verdict,
             format!("{} held licensing connection(s), allowed by policy; per-minute bursts {} the budget", long.len(), if over { "exceed" } else { "stay within" }),
@@ -381,7 +374,7 @@ fn duration(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         );
     }
     result(
-        "DURATION",
+        ControlId::Duration,
         rule,
         ControlVerdict::Finding,
         format!(
@@ -411,31 +404,16 @@ fn regularity(intervals: &[f64]) -> (f64, f64, f64) {
     (median, mad, skew)
 }
 
-fn cadence(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> ControlResult {
+fn cadence(
+    flows: &[Classified<'_>],
+    pass: &PassSummary,
+    policy: &Policy,
+    checkins: &BTreeMap<IpAddr, Vec<(i64, String)>>,
+) -> ControlResult {
     let cadence = policy.licensing.cadence_seconds as f64;
     let tolerance = policy.licensing.cadence_tolerance_seconds as f64;
     let rule = "Licensing check-ins happen about every cadence_seconds; a gap is a finding, with its cause read from the packets.";
     let capture_secs = (pass.last_ts_nanos - pass.first_ts_nanos) as f64 / 1e9;
-    // A check-in: a licensing connection that got an answer (or, held, a minute with a burst).
-    let mut checkins: BTreeMap<IpAddr, Vec<(i64, String)>> = BTreeMap::new();
-    for c in flows
-        .iter()
-        .filter(|c| c.class.is_licensing() || c.class == FlowClass::LicenseProxyHop)
-    {
-        let answered =
-            c.flow.resp_bytes > 0 && !matches!(c.flow.conn_state, ConnState::REJ | ConnState::S0);
-        if !answered {
-            continue;
-        }
-        let times = checkins.entry(c.flow.orig_h).or_default();
-        if c.flow.duration_nanos() > (cadence as i64) * NANOS {
-            for m in c.flow.minutes.iter().filter(|m| m.orig_pkts > 0) {
-                times.push((m.start * NANOS, c.flow.uid.clone()));
-            }
-        } else {
-            times.push((c.flow.ts_nanos, c.flow.uid.clone()));
-        }
-    }
     if checkins.is_empty() {
         let verdict = if capture_secs > cadence + tolerance {
             ControlVerdict::Finding
@@ -443,7 +421,7 @@ fn cadence(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
             ControlVerdict::NotApplicable
         };
         return result(
-            "CADENCE",
+            ControlId::Cadence,
             rule,
             verdict,
             format!("no licensing check-in seen in {capture_secs:.0} s of capture"),
@@ -452,9 +430,7 @@ fn cadence(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
     }
     let mut evidence = Vec::new();
     let mut summaries = Vec::new();
-    for (source, times) in checkins.iter_mut() {
-        times.sort();
-        times.dedup_by_key(|t| t.0);
+    for (source, times) in checkins {
         let intervals: Vec<f64> = times
             .windows(2)
             .map(|w| (w[1].0 - w[0].0) as f64 / 1e9)
@@ -495,7 +471,7 @@ fn cadence(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
                         rfc3339(w[1].0)
                     ),
                     flow_uids: vec![w[0].1.clone(), w[1].1.clone()],
-                    ts: Some(rfc3339(w[0].0)),
+                    ts: Some(Timestamp(w[0].0)),
                     source: Some(source.to_string()),
                     ..Evidence::default()
                 });
@@ -510,7 +486,7 @@ fn cadence(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
                         "{source}: no check-in in the last {silent:.0} s of the capture (overdue)"
                     ),
                     flow_uids: vec![uid.clone()],
-                    ts: Some(rfc3339(*last)),
+                    ts: Some(Timestamp(*last)),
                     source: Some(source.to_string()),
                     ..Evidence::default()
                 });
@@ -522,7 +498,13 @@ fn cadence(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
     } else {
         ControlVerdict::Finding
     };
-    result("CADENCE", rule, verdict, summaries.join("; "), evidence)
+    result(
+        ControlId::Cadence,
+        rule,
+        verdict,
+        summaries.join("; "),
+        evidence,
+    )
 }
 
 /// Failed licensing attempts by `source` (any source if None) between two packet times: the
@@ -660,7 +642,7 @@ fn audio(flows: &[Classified<'_>], policy: &Policy, licensing: &Licensing) -> Co
     };
     if evidence.is_empty() {
         result(
-            "AUDIO",
+            ControlId::Audio,
             rule,
             ControlVerdict::Pass,
             format!("no audio-shaped egress; {bound}"),
@@ -668,7 +650,7 @@ fn audio(flows: &[Classified<'_>], policy: &Policy, licensing: &Licensing) -> Co
         )
     } else {
         result(
-            "AUDIO",
+            ControlId::Audio,
             rule,
             ControlVerdict::Violation,
             format!("{} audio-shaped egress flow(s); {bound}", evidence.len()),
@@ -705,7 +687,7 @@ fn credential(flows: &[Classified<'_>]) -> ControlResult {
                 flow_uids: cs.iter().map(|c| c.flow.uid.clone()).collect(),
                 ts: first_seen
                     .get(&(kind.clone(), redacted.clone()))
-                    .map(|t| rfc3339(*t)),
+                    .map(|t| Timestamp(*t)),
                 source: Some(sources),
                 destination: Some(destinations),
                 bytes: None,
@@ -714,7 +696,7 @@ fn credential(flows: &[Classified<'_>]) -> ControlResult {
         .collect();
     if evidence.is_empty() {
         return result(
-            "CREDENTIAL",
+            ControlId::Credential,
             rule,
             ControlVerdict::Pass,
             "no credential seen in clear".into(),
@@ -723,7 +705,7 @@ fn credential(flows: &[Classified<'_>]) -> ControlResult {
     }
     let flows_with: usize = by_secret.values().map(Vec::len).sum();
     result(
-        "CREDENTIAL",
+        ControlId::Credential,
         rule,
         ControlVerdict::Violation,
         format!(
@@ -740,7 +722,7 @@ fn proxy(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     let has_fp = !policy.licensing.forward_proxies.is_empty();
     if !has_lp && !has_fp {
         return result(
-            "PROXY",
+            ControlId::Proxy,
             rule,
             ControlVerdict::NotApplicable,
             "no License Proxy or forward proxy in the policy".into(),
@@ -768,7 +750,7 @@ fn proxy(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if evidence.is_empty() {
         result(
-            "PROXY",
+            ControlId::Proxy,
             rule,
             ControlVerdict::Pass,
             "licensing goes only through the configured proxies".into(),
@@ -777,7 +759,7 @@ fn proxy(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     } else {
         let hosts: BTreeSet<_> = evidence.iter().filter_map(|e| e.source.clone()).collect();
         result(
-            "PROXY",
+            ControlId::Proxy,
             rule,
             ControlVerdict::Finding,
             format!(
@@ -860,7 +842,7 @@ fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if !any_dns {
         return result(
-            "DNS",
+            ControlId::Dns,
             rule,
             ControlVerdict::NotApplicable,
             "no DNS traffic".into(),
@@ -882,7 +864,7 @@ fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
                     .join(", ")
             ),
             flow_uids: cs.iter().map(|c| c.flow.uid.clone()).collect(),
-            ts: cs.first().map(|c| rfc3339(c.flow.ts_nanos)),
+            ts: cs.first().map(|c| Timestamp(c.flow.ts_nanos)),
             destination: Some(resolver.clone()),
             ..Evidence::default()
         });
@@ -895,7 +877,7 @@ fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
             evidence.push(Evidence {
                 what: format!("{source} sent {queries} queries ({txt} TXT) under {domain} in the minute from {}", rfc3339(minute * NANOS)),
                 flow_uids: uids.iter().take(10).cloned().collect(),
-                ts: Some(rfc3339(minute * NANOS)),
+                ts: Some(Timestamp(minute * NANOS)),
                 source: Some(source.to_string()),
                 destination: Some(domain.clone()),
                 bytes: None,
@@ -916,7 +898,7 @@ fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if violation {
         result(
-            "DNS",
+            ControlId::Dns,
             rule,
             ControlVerdict::Violation,
             format!(
@@ -927,7 +909,7 @@ fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         )
     } else {
         result(
-            "DNS",
+            ControlId::Dns,
             rule,
             ControlVerdict::Pass,
             "DNS volume, labels and resolvers within policy".into(),
@@ -970,7 +952,7 @@ fn ingress(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if seen == 0 {
         return result(
-            "INGRESS",
+            ControlId::Ingress,
             rule,
             ControlVerdict::NotApplicable,
             "no traffic to the API port".into(),
@@ -979,7 +961,7 @@ fn ingress(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     }
     if evidence.is_empty() {
         result(
-            "INGRESS",
+            ControlId::Ingress,
             rule,
             ControlVerdict::Pass,
             format!("{seen} flow(s) to the API port, all from internal networks or the gateway"),
@@ -987,7 +969,7 @@ fn ingress(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         )
     } else {
         result(
-            "INGRESS",
+            ControlId::Ingress,
             rule,
             ControlVerdict::Violation,
             format!(
@@ -1115,5 +1097,5 @@ fn capture(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> Con
     } else {
         ControlVerdict::Pass
     };
-    result("CAPTURE", rule, verdict, summary, evidence)
+    result(ControlId::Capture, rule, verdict, summary, evidence)
 }

@@ -50,7 +50,7 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
             let entry = series
                 .entry((m.start, f.orig_h))
                 .or_insert_with(|| LicensingMinute {
-                    start: crate::report::rfc3339(m.start * 1_000_000_000),
+                    start: crate::units::rfc3339(m.start * crate::units::NANOS),
                     start_ts: m.start,
                     source: f.orig_h,
                     egress_ip_bytes: 0,

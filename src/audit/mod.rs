@@ -1,237 +1,22 @@
 //! The audit: flows and their names, judged against the policy, control by control, into a
 //! verdict with evidence. The audit JSON (`Audit`) is the contract every report is built from.
 
+pub mod checkins;
 pub mod classify;
 pub mod controls;
+pub mod document;
 pub mod minutes;
 
-use std::collections::BTreeMap;
+pub use document::*;
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::flow::FlowRecord;
 use crate::pipeline::PassSummary;
 use crate::policy::Policy;
-use crate::report::flows::Tool;
+use crate::units::{as_secs_f64, rfc3339};
 use classify::{classify, FlowClass};
-use minutes::{LicensingMinute, MinuteStats};
-
-/// Every control's stable id, in the order audits list them (DESIGN.md section 5).
-pub const CONTROL_IDS: [&str; 11] = [
-    "DEST",
-    "TLS",
-    "VOLUME",
-    "DURATION",
-    "CADENCE",
-    "AUDIO",
-    "CREDENTIAL",
-    "PROXY",
-    "DNS",
-    "INGRESS",
-    "CAPTURE",
-];
-
-/// A control's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ControlVerdict {
-    Pass,
-    NotApplicable,
-    Finding,
-    Inconclusive,
-    Violation,
-}
-
-impl ControlVerdict {
-    /// The word reports print.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ControlVerdict::Pass => "pass",
-            ControlVerdict::NotApplicable => "not_applicable",
-            ControlVerdict::Finding => "finding",
-            ControlVerdict::Inconclusive => "inconclusive",
-            ControlVerdict::Violation => "violation",
-        }
-    }
-}
-
-/// The overall verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Compliant,
-    Findings,
-    Violation,
-    Inconclusive,
-}
-
-impl Verdict {
-    /// Exit code: 0 compliant or findings, 1 violation, 3 inconclusive.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Verdict::Compliant | Verdict::Findings => 0,
-            Verdict::Violation => 1,
-            Verdict::Inconclusive => 3,
-        }
-    }
-
-    /// The word reports print.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Compliant => "compliant",
-            Verdict::Findings => "findings",
-            Verdict::Violation => "violation",
-            Verdict::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-/// One piece of evidence: what was seen, in which flows, when.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    /// One line a person reads.
-    pub what: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub flow_uids: Vec<String>,
-    /// Packet time the evidence starts, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ts: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-}
-
-/// One control's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ControlResult {
-    /// Stable id: DEST, TLS, VOLUME, DURATION, CADENCE, AUDIO, CREDENTIAL, PROXY, DNS, INGRESS, CAPTURE.
-    pub id: String,
-    pub verdict: ControlVerdict,
-    /// The rule, in one sentence.
-    pub rule: String,
-    /// What was found, in one sentence.
-    pub summary: String,
-    pub evidence: Vec<Evidence>,
-    /// Evidence items left out of `evidence` to keep it readable.
-    #[serde(default)]
-    pub evidence_omitted: u64,
-}
-
-/// Licensing traffic as measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Licensing {
-    pub egress_ip_bytes: u64,
-    pub egress_payload_bytes: u64,
-    pub connections: u64,
-    /// Sources (hosts) that checked in.
-    pub sources: Vec<String>,
-    /// `new_connection_per_checkin`, `held_connection`, `mixed` or `none`.
-    pub pattern: String,
-    pub per_minute: Vec<LicensingMinute>,
-    /// Per active source-minute, client-to-server IP bytes.
-    pub ip_bytes_per_minute: MinuteStats,
-    /// Per active source-minute, client-to-server payload bytes.
-    pub payload_bytes_per_minute: MinuteStats,
-    /// Seconds of speech a minute the measured p99 and max could carry, per codec rate.
-    pub audio_bound: Vec<AudioBound>,
-    /// Every licensing connection in time order (for timelines and cadence charts).
-    #[serde(default)]
-    pub timeline: Vec<LicensingConnection>,
-}
-
-/// One licensing connection as the timeline shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LicensingConnection {
-    pub uid: String,
-    pub source: String,
-    pub destination: String,
-    pub start: String,
-    pub start_ts_nanos: i64,
-    pub duration_seconds: f64,
-    pub egress_ip_bytes: u64,
-    pub ingress_ip_bytes: u64,
-    /// Zeek conn_state (SF for a completed check-in; S0, REJ... for a failed one).
-    pub conn_state: String,
-    /// The server answered (a completed check-in rather than a failed attempt).
-    pub answered: bool,
-}
-
-/// How much speech a licensing minute could carry at one codec rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AudioBound {
-    pub codec_kbps: f64,
-    pub seconds_per_minute_at_p99: f64,
-    pub seconds_per_minute_at_max: f64,
-}
-
-/// Counts of flows per class.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowsSummary {
-    pub total: u64,
-    pub egress: u64,
-    pub ingress: u64,
-    pub internal: u64,
-    pub by_class: BTreeMap<String, u64>,
-    /// Egress destinations by client-to-server IP bytes, largest first (top 20).
-    pub top_destinations: Vec<Destination>,
-}
-
-/// One egress destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Destination {
-    pub destination: String,
-    pub class: FlowClass,
-    pub flows: u64,
-    pub egress_ip_bytes: u64,
-    pub ingress_ip_bytes: u64,
-}
-
-/// Capture span and counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CaptureSummary {
-    pub start: String,
-    pub end: String,
-    pub start_ts_nanos: i64,
-    pub end_ts_nanos: i64,
-    pub duration_seconds: f64,
-    pub frames: u64,
-    pub packets: u64,
-    pub wire_bytes: u64,
-    pub capture_drops: u64,
-    pub truncated_frames: u64,
-    pub complete: bool,
-    /// BPF expression the frames were selected with (the audit then covers only those frames).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<String>,
-    /// Frames the filter excluded.
-    #[serde(default)]
-    pub filtered_frames: u64,
-}
-
-/// The audit document (`dg-audit analyze --format json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Audit {
-    pub schema_version: u32,
-    pub tool: Tool,
-    /// Name of the sensor (host) that captured, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sensor: Option<String>,
-    pub inputs: Vec<crate::source::FileFacts>,
-    pub policy: Policy,
-    pub policy_sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_source: Option<String>,
-    pub capture: CaptureSummary,
-    pub decode: crate::decode::DecodeStats,
-    pub flow_stats: crate::flow::FlowStats,
-    pub flows: FlowsSummary,
-    pub licensing: Licensing,
-    pub controls: Vec<ControlResult>,
-    pub verdict: Verdict,
-}
+use minutes::MinuteStats;
 
 /// Runs every control over the flows of one pass.
 pub fn audit(
@@ -255,36 +40,39 @@ pub fn audit(
     sources.sort();
     sources.dedup();
     let audio_bound = audio_bounds(&policy.audio.codec_kbps, &ip_stats);
+    let cadence = policy.licensing.cadence_seconds;
+    let checkins_by_source = checkins::by_source(&classified, cadence);
     let licensing = Licensing {
         egress_ip_bytes: licensing_flows.iter().map(|c| c.flow.orig_ip_bytes).sum(),
         egress_payload_bytes: licensing_flows.iter().map(|c| c.flow.orig_bytes).sum(),
         connections: licensing_flows.iter().filter(|c| !c.flow.midstream).count() as u64,
         sources,
-        pattern: controls::licensing_pattern(&licensing_flows, policy).to_string(),
+        pattern: checkins::pattern(&licensing_flows, cadence).to_string(),
         timeline: licensing_flows
             .iter()
             .map(|c| LicensingConnection {
                 uid: c.flow.uid.clone(),
                 source: c.flow.orig_h.to_string(),
                 destination: controls::destination_label(c),
-                start: crate::report::rfc3339(c.flow.ts_nanos),
+                start: rfc3339(c.flow.ts_nanos),
                 start_ts_nanos: c.flow.ts_nanos,
-                duration_seconds: c.flow.duration_nanos() as f64 / 1e9,
+                duration_seconds: as_secs_f64(c.flow.duration_nanos()),
                 egress_ip_bytes: c.flow.orig_ip_bytes,
                 ingress_ip_bytes: c.flow.resp_ip_bytes,
                 conn_state: c.flow.conn_state.as_str().to_string(),
-                answered: c.flow.resp_bytes > 0,
+                answered: checkins::answered(c.flow),
             })
             .collect(),
         per_minute,
         ip_bytes_per_minute: ip_stats,
         payload_bytes_per_minute: payload_stats,
         audio_bound,
+        checkins: checkins::list(&checkins_by_source),
     };
-    let controls = controls::run_all(&classified, pass, policy, &licensing);
+    let controls = controls::run_all(&classified, pass, policy, &licensing, &checkins_by_source);
     let verdict = overall(&controls);
     Audit {
-        schema_version: crate::report::SCHEMA_VERSION,
+        schema_version: SCHEMA_VERSION,
         tool: Tool::current(),
         sensor: None,
         inputs: pass.inputs.clone(),
@@ -339,11 +127,11 @@ pub fn overall(controls: &[ControlResult]) -> Verdict {
 
 fn capture_summary(pass: &PassSummary) -> CaptureSummary {
     CaptureSummary {
-        start: crate::report::rfc3339(pass.first_ts_nanos),
-        end: crate::report::rfc3339(pass.last_ts_nanos),
+        start: rfc3339(pass.first_ts_nanos),
+        end: rfc3339(pass.last_ts_nanos),
         start_ts_nanos: pass.first_ts_nanos,
         end_ts_nanos: pass.last_ts_nanos,
-        duration_seconds: (pass.last_ts_nanos - pass.first_ts_nanos) as f64 / 1e9,
+        duration_seconds: as_secs_f64(pass.last_ts_nanos - pass.first_ts_nanos),
         frames: pass.decode.frames,
         packets: pass.decode.packets,
         wire_bytes: pass.decode.wire_bytes,

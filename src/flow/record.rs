@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::FlowName;
+
 /// Transport protocol of a flow, as Zeek's `proto` column spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,64 +86,6 @@ pub enum EndReason {
     EndOfCapture,
     /// The flow table hit its memory cap and this flow was the oldest idle one.
     Evicted,
-}
-
-/// Where a flow's destination name came from, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NameSource {
-    /// TLS ClientHello server_name of this flow (TCP or QUIC).
-    TlsSni,
-    /// HTTP CONNECT authority of this flow (a forward proxy tunnel).
-    HttpConnect,
-    /// HTTP/1.x Host header of this flow.
-    HttpHost,
-    /// A DNS answer seen earlier in the capture for the responder's address.
-    DnsAnswer,
-    /// A mapping given by the operator in the policy.
-    Operator,
-}
-
-/// How far a name can be trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Confidence {
-    /// Said by the flow itself in clear (SNI, CONNECT, Host) and not contradicted.
-    High,
-    /// Inferred (DNS answer, operator mapping) or contradicted by other evidence.
-    Medium,
-    /// The real name is hidden (ECH, encrypted DNS) or only guessed.
-    Low,
-}
-
-/// One piece of evidence for a flow's destination name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NameEvidence {
-    pub source: NameSource,
-    pub name: String,
-    /// DNS only: the query name that led to this address through `cname_chain`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cname_chain: Vec<String>,
-    /// DNS only: TTL of the answer and the packet time it was seen (nanoseconds since the epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seen_ts_nanos: Option<i64>,
-}
-
-/// A flow's destination name with its evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowName {
-    /// The name chosen from the strongest evidence.
-    pub name: String,
-    pub source: NameSource,
-    pub confidence: Confidence,
-    pub evidence: Vec<NameEvidence>,
-    /// Why the name is uncertain or contradicted, in words (ECH, SNI vs DNS disagreement, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub caveats: Vec<String>,
 }
 
 /// What the first TLS ClientHello of a flow said.
@@ -278,5 +222,41 @@ impl FlowRecord {
     /// Duration in nanoseconds (last packet minus first packet, as Zeek).
     pub fn duration_nanos(&self) -> i64 {
         self.last_ts_nanos - self.ts_nanos
+    }
+}
+
+/// A plain finished TCP flow from 192.0.2.10:40000 to 203.0.113.10:443, for unit tests that
+/// build flows by hand and change only the fields they are about.
+#[cfg(test)]
+pub(crate) fn test_record() -> FlowRecord {
+    FlowRecord {
+        uid: "CTestFlow0000000001".into(),
+        ts_nanos: 1_700_000_040_000_000_000,
+        last_ts_nanos: 1_700_000_040_500_000_000,
+        proto: Transport::Tcp,
+        ip_proto: 6,
+        orig_h: "192.0.2.10".parse().expect("literal address"),
+        orig_p: 40000,
+        resp_h: "203.0.113.10".parse().expect("literal address"),
+        resp_p: 443,
+        service: None,
+        orig_bytes: 0,
+        resp_bytes: 0,
+        conn_state: ConnState::SF,
+        missed_bytes: 0,
+        history: "ShADadFf".into(),
+        orig_pkts: 0,
+        orig_ip_bytes: 0,
+        resp_pkts: 0,
+        resp_ip_bytes: 0,
+        midstream: false,
+        vlan: None,
+        end_reason: EndReason::Closed,
+        name: None,
+        tls: None,
+        http: Vec::new(),
+        dns: None,
+        secrets: Vec::new(),
+        minutes: Vec::new(),
     }
 }

@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::{tcp_flags, Packet, Transport as L4};
 use crate::flow::app::{AppEvent, AppState};
-use crate::flow::record::{ConnState, EndReason, FlowRecord, MinuteSlice, NameSource, Transport};
+use crate::flow::record::{ConnState, EndReason, FlowRecord, MinuteSlice, Transport};
 use crate::flow::tcp::TcpConn;
+use crate::names::NameSource;
 use crate::names::{self, NameBook};
-
-const NANOS: i64 = 1_000_000_000;
-const MINUTE_NANOS: i64 = 60 * NANOS;
+use crate::units::NANOS;
 
 /// Flow-table settings (all times in packet time).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -111,7 +110,7 @@ struct Flow {
     minutes: Vec<MinuteSlice>,
     udp_history: String,
     app: AppState,
-    dns_evidence: Vec<crate::flow::record::NameEvidence>,
+    dns_evidence: Vec<crate::names::NameEvidence>,
     icmp_type_code: Option<(u8, u8)>,
 }
 
@@ -142,7 +141,7 @@ impl Flow {
         }
         self.pkts[dir] += 1;
         self.ip_bytes[dir] += ip_bytes as u64;
-        let start = ts.div_euclid(MINUTE_NANOS) * 60;
+        let start = crate::units::minute_start_secs(ts);
         let slot = match self.minutes.last_mut() {
             Some(m) if m.start == start => m,
             _ => {
@@ -476,7 +475,7 @@ impl FlowTable {
     /// Snapshots of open flows that were active in minutes that ended at or before `now`
     /// (interim records for long flows: nothing waits for a flow's end to be counted).
     pub fn interim(&self, now: i64) -> Vec<FlowRecord> {
-        let minute = now.div_euclid(MINUTE_NANOS) * 60;
+        let minute = crate::units::minute_start_secs(now);
         self.flows
             .values()
             .filter(|f| f.minutes.first().is_some_and(|m| m.start < minute))

@@ -38,12 +38,11 @@ use crate::live::ring::Ring;
 use crate::names::NameBook;
 use crate::pipeline::PassSummary;
 use crate::policy::Policy;
-use crate::report::rfc3339;
 use crate::source::live::LiveStats;
 use crate::source::{FileFacts, Frame};
+use crate::units::rfc3339;
+use crate::units::{MINUTE_NANOS, NANOS};
 
-const NANOS: i64 = 1_000_000_000;
-const MINUTE_NANOS: i64 = 60 * NANOS;
 /// How long a TCP flow may go without its first bytes being read before it is judged anyway.
 pub const SETTLE_NANOS: i64 = 500_000_000;
 /// Shortest wall time between two evaluations.
@@ -697,12 +696,7 @@ impl Engine {
                     pcap_files: self.files_between(from, to),
                 });
             } else {
-                let at = ev
-                    .ts
-                    .as_deref()
-                    .and_then(|t| humantime::parse_rfc3339(t).ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos() as i64);
+                let at = ev.ts.map(|t| t.nanos());
                 if at.is_some_and(|t| now.max(self.last_ts) - t > STALE_EVIDENCE_NANOS) {
                     continue;
                 }

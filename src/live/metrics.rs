@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Control ids alerts can carry (all exported, so rate() works before the first alert).
-pub use crate::audit::CONTROL_IDS;
+use crate::audit::ControlId;
 
 /// Upper bounds of the licensing connection duration histogram, seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -242,7 +242,7 @@ impl Metrics {
             "counter",
             "Violation alerts raised, per control.",
         );
-        for id in CONTROL_IDS {
+        for id in ControlId::ALL.map(ControlId::as_str) {
             let v = s
                 .alerts
                 .get(&(id.to_string(), "violation".to_string()))

@@ -3,9 +3,9 @@
 
 use std::io::{self, Write};
 
-use super::human_bytes;
 use crate::audit::{Audit, ControlVerdict, Verdict};
 use crate::inspect::secrets::redact_text;
+use crate::units::human_bytes;
 
 /// Evidence lines printed per control in text output.
 const TEXT_EVIDENCE_PER_CONTROL: usize = 5;
@@ -202,10 +202,7 @@ pub fn write_markdown(w: &mut dyn Write, audit: &Audit) -> io::Result<()> {
         writeln!(w, "\n### {} ({})\n", control.id, control.verdict.as_str())?;
         writeln!(w, "{}\n", control.rule)?;
         for e in &control.evidence {
-            let when =
-                e.ts.as_deref()
-                    .map(|t| format!("{t}: "))
-                    .unwrap_or_default();
+            let when = e.ts.map(|t| format!("{t}: ")).unwrap_or_default();
             let uids = if e.flow_uids.is_empty() {
                 String::new()
             } else {

@@ -5,9 +5,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{rfc3339, secs6, SCHEMA_VERSION};
+use crate::audit::{Tool, SCHEMA_VERSION};
 use crate::flow::FlowRecord;
 use crate::pipeline::PassSummary;
+use crate::units::{rfc3339, secs6};
 
 /// The JSON document of `dg-audit flows --format json`.
 #[derive(Serialize)]
@@ -17,23 +18,6 @@ pub struct FlowsDocument<'a> {
     #[serde(flatten)]
     pub summary: &'a PassSummary,
     pub flows: &'a [FlowRecord],
-}
-
-/// Tool identification for chain of custody.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Tool {
-    pub name: String,
-    pub version: String,
-}
-
-impl Tool {
-    /// This build of dg-audit.
-    pub fn current() -> Self {
-        Tool {
-            name: "dg-audit".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        }
-    }
 }
 
 /// Writes the flows as one JSON document.
@@ -237,8 +221,8 @@ fn join_host_port(addr: std::net::IpAddr, port: u16) -> String {
     }
 }
 
-fn source_label(source: crate::flow::record::NameSource) -> &'static str {
-    use crate::flow::record::NameSource::*;
+fn source_label(source: crate::names::NameSource) -> &'static str {
+    use crate::names::NameSource::*;
     match source {
         TlsSni => "sni",
         HttpConnect => "connect",

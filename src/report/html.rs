@@ -19,9 +19,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::merge::Merged;
 use super::render::{audio_sentence, report_time, verdict_clause, volume_sentence, RenderOptions};
-use super::{human_bytes, rfc3339};
-use crate::audit::{Audit, ControlResult, ControlVerdict, LicensingConnection, Verdict};
+use crate::audit::{Audit, ControlId, ControlResult, ControlVerdict, LicensingConnection, Verdict};
 use crate::inspect::secrets::redact_text;
+use crate::units::{human_bytes, rfc3339, NANOS};
 
 /// Rows of the per-minute table before it is cut (the JSON has them all).
 const MINUTE_ROWS: usize = 240;
@@ -29,7 +29,6 @@ const MINUTE_ROWS: usize = 240;
 const UIDS_PER_ROW: usize = 4;
 /// Chart width in SVG pixels (the page scales it down to fit).
 const CHART_WIDTH: u32 = 1080;
-const NANOS: i64 = 1_000_000_000;
 
 /// Redacts, then HTML-escapes, a string taken from an audit.
 pub fn text(s: &str) -> String {
@@ -439,7 +438,7 @@ fn overview(h: &mut String, a: &Audit) {
             "<tr><td class=\"id\"><a href=\"#control-{id}\">{id}</a></td><td class=\"v\">{}</td><td>{}</td></tr>",
             chip(c.verdict),
             text(&c.summary),
-            id = text(&c.id)
+            id = text(c.id.as_str())
         );
     }
     h.push_str("</table>\n</section>\n");
@@ -697,13 +696,15 @@ fn control(h: &mut String, a: &Audit, c: &ControlResult) {
         h,
         "<div class=\"control {}\" id=\"control-{}\">\n<h3>{} {}</h3>",
         control_class(c.verdict),
-        text(&c.id),
-        text(&c.id),
+        text(c.id.as_str()),
+        text(c.id.as_str()),
         chip(c.verdict)
     );
     let _ = writeln!(h, "<p class=\"rule\">Rule: {}</p>", text(&c.rule));
     let _ = writeln!(h, "<p class=\"summary\">{}</p>", text(&c.summary));
-    if c.id == "AUDIO" && !a.licensing.audio_bound.is_empty() && !a.licensing.per_minute.is_empty()
+    if c.id == ControlId::Audio
+        && !a.licensing.audio_bound.is_empty()
+        && !a.licensing.per_minute.is_empty()
     {
         h.push_str("<table class=\"evidence narrow\"><tr><th>Codec rate</th><th class=\"num\">Speech / min at p99 minute</th><th class=\"num\">Speech / min at largest minute</th></tr>\n");
         for b in &a.licensing.audio_bound {
@@ -743,7 +744,7 @@ fn control(h: &mut String, a: &Audit, c: &ControlResult) {
             let _ = writeln!(
                 h,
                 "<tr><td class=\"nowrap mono\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-                e.ts.as_deref().map(text).unwrap_or_default(),
+                e.ts.map(|t| text(&t.to_string())).unwrap_or_default(),
                 e.source.as_deref().map(text).unwrap_or_default(),
                 e.destination.as_deref().map(text).unwrap_or_default(),
                 e.bytes.map(bytes_cell).unwrap_or_default(),

@@ -36,13 +36,12 @@ use std::net::IpAddr;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::audit::checkins::CheckIn;
 use crate::audit::minutes::{stats, LicensingMinute};
 use crate::audit::{
-    overall, Audit, CaptureSummary, ControlResult, ControlVerdict, Destination, FlowsSummary,
-    Licensing, LicensingConnection, Verdict,
+    overall, Audit, CaptureSummary, ControlId, ControlResult, ControlVerdict, Destination,
+    FlowsSummary, Licensing, LicensingConnection, Tool, Verdict, SCHEMA_VERSION,
 };
-use crate::report::flows::Tool;
-use crate::report::SCHEMA_VERSION;
 
 /// Evidence items kept per merged control (as the audit itself keeps).
 pub const MAX_EVIDENCE: usize = 40;
@@ -516,15 +515,31 @@ fn merge_licensing(
         payload_bytes_per_minute: payload_stats,
         audio_bound,
         timeline,
+        checkins: merge_checkins(group),
     }
 }
 
+/// The check-ins of every audit in the group, by source then time; one audit's check-in read
+/// twice (the same capture in two audits) is listed once.
+fn merge_checkins(group: &[&Audit]) -> Vec<CheckIn> {
+    let mut all: Vec<_> = group
+        .iter()
+        .flat_map(|a| a.licensing.checkins.iter().cloned())
+        .collect();
+    all.sort_by(|a, b| {
+        let key = |c: &CheckIn| c.source.parse::<std::net::IpAddr>().ok();
+        (key(a), a.ts, &a.uid).cmp(&(key(b), b.ts, &b.uid))
+    });
+    all.dedup();
+    all
+}
+
 fn merge_controls(group: &[(&Audit, String)]) -> Vec<ControlResult> {
-    let mut ids: Vec<&str> = Vec::new();
+    let mut ids: Vec<ControlId> = Vec::new();
     for (a, _) in group {
         for c in &a.controls {
-            if !ids.contains(&c.id.as_str()) {
-                ids.push(&c.id);
+            if !ids.contains(&c.id) {
+                ids.push(c.id);
             }
         }
     }
@@ -582,7 +597,7 @@ fn merge_controls(group: &[(&Audit, String)]) -> Vec<ControlResult> {
                 }
             }
             ControlResult {
-                id: id.to_string(),
+                id,
                 verdict: worst.verdict,
                 rule: worst.rule.clone(),
                 summary,

@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use super::merge::{merge, Merged};
-use super::{human_bytes, rfc3339};
 use crate::audit::{Audit, ControlVerdict, Verdict};
 use crate::inspect::secrets::redact_text;
+use crate::units::{human_bytes, rfc3339};
 
 /// Output formats of `report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -8,6 +8,7 @@ use std::time::Instant;
 use etherparse::PacketBuilder;
 
 use super::*;
+use crate::audit::ControlId;
 
 const T0: i64 = 1_700_000_040 * NANOS; // a minute boundary
 const MS: i64 = 1_000_000;
@@ -442,7 +443,7 @@ fn the_final_audit_equals_the_offline_audit_of_the_same_packets() {
     let verdicts = |a: &Audit| {
         a.controls
             .iter()
-            .map(|c| (c.id.clone(), c.verdict))
+            .map(|c| (c.id, c.verdict))
             .collect::<Vec<_>>()
     };
     // The live audit spans the whole watch (to T0 + 20 s): the 11 s of silence after the last
@@ -450,7 +451,7 @@ fn the_final_audit_equals_the_offline_audit_of_the_same_packets() {
     let cadence = |a: &Audit| {
         a.controls
             .iter()
-            .find(|c| c.id == "CADENCE")
+            .find(|c| c.id == ControlId::Cadence)
             .map(|c| c.verdict)
     };
     assert_eq!(cadence(&live), Some(ControlVerdict::Finding));
@@ -458,7 +459,7 @@ fn the_final_audit_equals_the_offline_audit_of_the_same_packets() {
     let others = |a: &Audit| {
         verdicts(a)
             .into_iter()
-            .filter(|(id, _)| id != "CADENCE")
+            .filter(|(id, _)| *id != ControlId::Cadence)
             .collect::<Vec<_>>()
     };
     assert_eq!(others(&live), others(&offline));
@@ -474,7 +475,11 @@ fn the_final_audit_equals_the_offline_audit_of_the_same_packets() {
         .iter()
         .filter(|c| c.verdict == ControlVerdict::Violation)
     {
-        assert!(!of(&alerts, &c.id).is_empty(), "no live alert for {}", c.id);
+        assert!(
+            !of(&alerts, c.id.as_str()).is_empty(),
+            "no live alert for {}",
+            c.id
+        );
     }
     // The four TLS check-ins, and the plaintext one (which CADENCE counts as the audit does).
     let checkins = metrics.lock().checkins.get("192.0.2.10").copied();
