@@ -153,8 +153,11 @@ enum StoredL4 {
         code: u8,
         ident: u16,
         error: bool,
+        wire_payload_len: u32,
     },
-    Other,
+    Other {
+        wire_payload_len: u32,
+    },
 }
 
 struct Decoded {
@@ -213,6 +216,7 @@ impl Decoded {
                 code,
                 ident,
                 error,
+                wire_payload_len,
             } => (
                 StoredL4::Icmp {
                     v6,
@@ -220,10 +224,11 @@ impl Decoded {
                     code,
                     ident,
                     error,
+                    wire_payload_len,
                 },
                 &[],
             ),
-            Transport::Other => (StoredL4::Other, &[]),
+            Transport::Other { wire_payload_len } => (StoredL4::Other { wire_payload_len }, &[]),
         };
         let start = self.arena.len();
         self.arena.extend_from_slice(payload);
@@ -277,14 +282,16 @@ impl Decoded {
                 code,
                 ident,
                 error,
+                wire_payload_len,
             } => Transport::Icmp {
                 v6,
                 icmp_type,
                 code,
                 ident,
                 error,
+                wire_payload_len,
             },
-            StoredL4::Other => Transport::Other,
+            StoredL4::Other { wire_payload_len } => Transport::Other { wire_payload_len },
         };
         Packet {
             ts_nanos: p.ts_nanos,

@@ -75,8 +75,13 @@ pub enum Transport<'a> {
         ident: u16,
         /// True for error messages (unreachable, time exceeded...) that quote another packet.
         error: bool,
+        /// Bytes after the 8-byte ICMP header on the wire (what Zeek counts as ICMP payload).
+        wire_payload_len: u32,
     },
-    Other,
+    /// A protocol dg-audit does not decode (IGMP, OSPF, ...): its whole IP payload is payload.
+    Other {
+        wire_payload_len: u32,
+    },
 }
 
 /// One decoded IP packet (or reassembled datagram).
@@ -433,6 +438,7 @@ fn transport_of<'a>(t: &TransportSlice<'a>, wire_ip_payload: u32) -> Transport<'
                     0
                 },
                 error: matches!(ty, 3 | 4 | 5 | 11 | 12),
+                wire_payload_len: wire_ip_payload.saturating_sub(8),
             }
         }
         TransportSlice::Icmpv6(icmp) => {
@@ -448,9 +454,12 @@ fn transport_of<'a>(t: &TransportSlice<'a>, wire_ip_payload: u32) -> Transport<'
                     0
                 },
                 error: ty < 128,
+                wire_payload_len: wire_ip_payload.saturating_sub(8),
             }
         }
-        TransportSlice::Igmp(_) => Transport::Other,
+        TransportSlice::Igmp(_) => Transport::Other {
+            wire_payload_len: wire_ip_payload,
+        },
     }
 }
 
@@ -489,6 +498,8 @@ fn transport_from_payload(proto: u8, payload: &[u8], wire_len: u32) -> Option<Tr
         IpNumber::IPV6_ICMP => etherparse::Icmpv6Slice::from_slice(payload)
             .ok()
             .map(|i| transport_of(&TransportSlice::Icmpv6(i), wire_len)),
-        _ => Some(Transport::Other),
+        _ => Some(Transport::Other {
+            wire_payload_len: wire_len,
+        }),
     }
 }

@@ -237,10 +237,9 @@ impl AppState {
         if view.is_empty() {
             return false;
         }
-        let dns_port = ports.0 == 53 || ports.1 == 53;
         self.reading[dir] = if tls::looks_like_tls(view) {
             Reading::Tls
-        } else if dns_port {
+        } else if is_dns_port(ports.0) || is_dns_port(ports.1) {
             Reading::Dns
         } else if dir == 0 {
             match http::parse_request(view) {
@@ -391,8 +390,7 @@ impl AppState {
         ports: (u16, u16),
         on_event: &mut impl FnMut(AppEvent<'_>),
     ) {
-        let dns_port = |p: u16| matches!(p, 53 | 5353 | 5355 | 137);
-        if dns_port(ports.0) || dns_port(ports.1) {
+        if is_dns_port(ports.0) || is_dns_port(ports.1) {
             if let Ok(msg) = dns::parse_message(payload) {
                 self.note_dns(&msg);
                 on_event(AppEvent::Dns(&msg));
@@ -488,4 +486,11 @@ fn summary(hello: &ClientHello, quic: bool) -> TlsSummary {
         server_alert: None,
         incomplete: false,
     }
+}
+
+/// Ports whose payload is DNS wire format, over UDP or TCP (with its two-byte length prefix):
+/// DNS (53, RFC 1035), mDNS (5353, RFC 6762), LLMNR (5355, RFC 4795) and NetBIOS name service
+/// (137, RFC 1002), as Zeek's DNS analyzer registers them.
+fn is_dns_port(port: u16) -> bool {
+    matches!(port, 53 | 5353 | 5355 | 137)
 }

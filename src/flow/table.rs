@@ -245,7 +245,7 @@ impl FlowTable {
                 let class = icmp_class(icmp_type, v6);
                 (Transport::Icmp, class, ident)
             }
-            L4::Other => (Transport::Other, 0, 0),
+            L4::Other { .. } => (Transport::Other, 0, 0),
         };
         let src = (pkt.src, sport);
         let dst = (
@@ -344,8 +344,11 @@ impl FlowTable {
                 let ports = (flow.orig.1, flow.resp.1);
                 flow.app.udp(dir, payload, ports, &mut on_event);
             }
-            L4::Icmp { .. } | L4::Other => {
-                let payload = pkt.ip_bytes.saturating_sub(28) as u64;
+            L4::Icmp {
+                wire_payload_len, ..
+            }
+            | L4::Other { wire_payload_len } => {
+                let payload = u64::from(wire_payload_len);
                 flow.payload[dir] += payload;
                 flow.account(now, dir, pkt.ip_bytes, payload, 0);
             }
@@ -383,7 +386,7 @@ impl FlowTable {
                 false,
             ),
             L4::Icmp { icmp_type, v6, .. } => (is_icmp_reply(icmp_type, v6), false),
-            L4::Other => (false, false),
+            L4::Other { .. } => (false, false),
         };
         let (orig, resp) = if flip { (dst, src) } else { (src, dst) };
         self.created += 1;
