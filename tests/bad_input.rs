@@ -135,6 +135,8 @@ fn pcapng_unknown_block_type_is_skipped() {
     assert_eq!(doc["complete"], true);
     assert_eq!(doc["inputs"][0]["skipped_blocks"], 1);
     let (_, reference, _) = flows_json(&corpus_dir().join("zeek-pcapng-multi-interface.pcapng"));
+    // Its three DNS connections (Zeek's baseline), not two empty lists.
+    assert_eq!(reference["flows"].as_array().map(Vec::len), Some(3));
     assert_eq!(doc["flows"], reference["flows"]);
 }
 
@@ -146,9 +148,26 @@ fn snaplen_truncated_capture_is_read_and_counted() {
     assert_eq!(doc["inputs"][0]["truncated_frames"], 1);
     assert_eq!(doc["decode"]["truncated_frames"], 1);
     // The RST's bytes on the wire are counted from the IP header, not from what was captured.
+    let oracle: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(corpus_dir().join("tcpdump-tcp_rst_diag_payload-trunc.pcap.oracle.json"))
+            .expect("oracle"),
+    )
+    .expect("oracle is JSON");
+    let conv = &oracle["conversations"][0];
+    assert_eq!(
+        oracle["frames_truncated_by_snaplen"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(doc["flows"].as_array().map(Vec::len), Some(1));
     let flow = &doc["flows"][0];
     assert_eq!(flow["proto"], "tcp");
     assert!(flow["history"].as_str().unwrap().contains('R'));
+    assert_eq!(flow["orig_pkts"], conv["frames_a_to_b"]);
+    // tshark's ip.len: 48, though the snaplen kept only 50 bytes of the frame.
+    assert_eq!(flow["orig_ip_bytes"], conv["ip_bytes_a_to_b"]);
+    assert_eq!(flow["orig_ip_bytes"], 48);
 }
 
 #[test]

@@ -6,14 +6,18 @@
 //! oracle gives as `ip_bytes_*`, and payload bytes from TCP sequence numbers. Frames and IP bytes
 //! must match exactly. tshark's `tcp_payload_bytes` includes retransmissions, so dg-audit's payload
 //! must equal it when dg-audit saw no retransmission or gap in that direction (history without
-//! T/G), and be no larger otherwise.
+//! T/G). Otherwise it is bounded on both sides by tshark's view of the sequence space
+//! (`tests/fixtures/tcp_sequence_coverage.json`, made by the same tshark 4.0.17 as the oracles and
+//! tied to them: its tcp.len sums must equal the oracles'): never less than the bytes covered by
+//! captured segments, never more than tshark's tcp.len sum (retransmission) or than the span the
+//! peer acknowledged (gap: acknowledged-but-unseen bytes are payload, as in Zeek).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{captures_in, corpus_dir, flows_json};
+use crate::util::{assert_schema, captures_in, corpus_dir, dg_audit, flows_json};
 
 /// Captures with IP fragments: tshark attributes a reassembled datagram to the frame of its last
 /// fragment and counts only that fragment's IP length; dg-audit (as Zeek) counts the reassembled
@@ -49,7 +53,58 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "zeek-ipv6-mobility-dst-opts.pcap: udp [2001:4f8:4:7:2e0:81ff:fe52:ffff]:30000 -> [2001:4f8:4:7:2e0:81ff:fe52:9a6b]:13000: 152 IP bytes, tshark 76",
         "the same frame's 76 IP bytes",
     ),
+    (
+        "zeek-tls-hrr.pcap: tcp 64.233.185.139:443 -> 10.192.48.168:63564: history shows a gap (g) but tshark's segments cover the whole acknowledged span (2034 of 2034 bytes)",
+        "SUSPECTED BUG in src/flow/tcp.rs (reported, not fixed here): frame 9 (seq 1468) arrives \
+         before frame 11 (seq 100, 1368 bytes) fills the hole; dg-audit adds 'g' when the hole \
+         opens and keeps it after the hole is filled (missed_bytes 0). Zeek's G means a content \
+         gap the reassembler gave up on, which never happened here",
+    ),
 ];
+
+/// tshark's sequence-space figures per TCP direction: see tests/fixtures/tcp_sequence_coverage.py.
+#[derive(Default, Debug, Clone, Copy)]
+struct Coverage {
+    /// Sum of tcp.len, retransmissions included (equals the oracle's tcp_payload_bytes).
+    len_sum: u64,
+    /// Bytes of sequence space covered by at least one captured segment.
+    distinct: u64,
+    /// From the first data byte to the highest captured byte or peer acknowledgement.
+    acked_span: u64,
+}
+
+/// The fixture, by capture name and then by "tcp SRC -> DST" (endpoints as the oracle writes them).
+fn sequence_coverage() -> BTreeMap<String, BTreeMap<String, Coverage>> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tcp_sequence_coverage.json");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("coverage fixture"))
+        .expect("coverage fixture is JSON");
+    let mut out = BTreeMap::new();
+    for (capture, dirs) in doc["captures"].as_object().expect("captures") {
+        let mut per_dir = BTreeMap::new();
+        for (key, v) in dirs.as_object().expect("directions") {
+            let (src, dst) = key
+                .strip_prefix("tcp ")
+                .and_then(|k| k.split_once(" -> "))
+                .expect("key is `tcp SRC -> DST`");
+            let n = |field: &str| v[field].as_u64().expect("a count");
+            per_dir.insert(
+                format!(
+                    "{} -> {}",
+                    normalise_oracle_endpoint(src),
+                    normalise_oracle_endpoint(dst)
+                ),
+                Coverage {
+                    len_sum: n("len_sum"),
+                    distinct: n("distinct"),
+                    acked_span: n("acked_span"),
+                },
+            );
+        }
+        out.insert(capture.clone(), per_dir);
+    }
+    out
+}
 
 fn endpoint(addr: &Value, port: &Value) -> String {
     let a = addr.as_str().unwrap_or_default();
@@ -83,9 +138,15 @@ struct DirTotals {
     retransmit: bool,
     /// dg-audit saw a gap (G): bytes acknowledged but never captured count as payload.
     gap: bool,
+    /// The history letter that said so (G from the originator, g from the responder).
+    gap_letter: char,
 }
 
-fn check_file(file: &Path, problems: &mut Vec<String>) {
+fn check_file(
+    file: &Path,
+    coverage: &BTreeMap<String, BTreeMap<String, Coverage>>,
+    problems: &mut Vec<String>,
+) {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     let oracle: Value = serde_json::from_slice(
         &std::fs::read(file.with_file_name(format!("{name}.oracle.json"))).expect("oracle exists"),
@@ -133,7 +194,10 @@ fn check_file(file: &Path, problems: &mut Vec<String>) {
             t.payload += f[pay].as_u64().unwrap_or(0);
             let letter = |l: char| history.contains(if upper { l } else { l.to_ascii_lowercase() });
             t.retransmit |= letter('T');
-            t.gap |= letter('G');
+            if letter('G') {
+                t.gap = true;
+                t.gap_letter = if upper { 'G' } else { 'g' };
+            }
         }
     }
     let fragmented = FRAGMENTED.contains(&name.as_str());
@@ -165,22 +229,52 @@ fn check_file(file: &Path, problems: &mut Vec<String>) {
                     got.ip_bytes
                 ));
             }
-            if proto == "tcp" && !fragmented {
+            if proto == "tcp" {
                 let payload = conv[format!("tcp_payload_bytes_{dir}")]
                     .as_u64()
-                    .unwrap_or(0);
-                let ok = match (got.retransmit, got.gap) {
-                    (false, false) => got.payload == payload,
-                    // Retransmitted bytes are in tshark's sum once more per copy.
-                    (true, false) => got.payload <= payload,
-                    // Acknowledged-but-unseen bytes are in dg-audit's span, not in tshark's sum.
-                    (_, true) => got.payload > 0,
-                };
-                if !ok {
-                    problems.push(format!(
-                        "{name}: tcp {src} -> {dst}: {} payload bytes by sequence numbers, tshark's tcp.len sum {payload}",
-                        got.payload
-                    ));
+                    .expect("the oracle gives every TCP direction's tcp.len sum");
+                let cov = coverage
+                    .get(&name)
+                    .and_then(|c| c.get(&format!("{src} -> {dst}")))
+                    .copied();
+                // The fixture must describe the same packets as the oracle.
+                match cov {
+                    Some(c) if c.len_sum == payload => {}
+                    _ => problems.push(format!(
+                        "{name}: tcp {src} -> {dst}: coverage fixture {cov:?} does not match the oracle's tcp.len sum {payload}; regenerate it"
+                    )),
+                }
+                let cov = cov.unwrap_or_default();
+                if !fragmented {
+                    let (low, high, what) = match (got.retransmit, got.gap) {
+                        (false, false) => (payload, payload, "tshark's tcp.len sum"),
+                        // Retransmitted copies are in tshark's sum once more each; every
+                        // captured byte counts once.
+                        (true, false) => (cov.distinct, payload, "captured bytes .. tcp.len sum"),
+                        // Acknowledged-but-unseen bytes are payload (as Zeek counts them): at
+                        // most up to the peer's highest acknowledgement.
+                        (_, true) => (
+                            cov.distinct,
+                            cov.acked_span,
+                            "captured bytes .. acknowledged span",
+                        ),
+                    };
+                    if got.payload < low || got.payload > high {
+                        problems.push(format!(
+                            "{name}: tcp {src} -> {dst}: {} payload bytes by sequence numbers, expected {low}..={high} ({what}; tshark's tcp.len sum {payload})",
+                            got.payload
+                        ));
+                    }
+                    // A gap letter needs a hole: bytes acknowledged or sent that no captured
+                    // segment carries.
+                    if got.gap && cov.distinct >= cov.acked_span {
+                        problems.push(format!(
+                            "{name}: tcp {src} -> {dst}: history shows a gap ({}) but tshark's segments cover the whole acknowledged span ({} of {} bytes)",
+                            got.gap_letter,
+                            cov.distinct,
+                            cov.acked_span
+                        ));
+                    }
                 }
             }
         }
@@ -245,9 +339,24 @@ fn flows_match_tshark_oracles_on_the_whole_corpus() {
         "the shared corpus is missing ({} files)",
         files.len()
     );
+    // A listed capture that is gone would silently drop its special checks.
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for listed in FRAGMENTED
+        .iter()
+        .chain(QUIC_HELLO_WITHOUT_SNI.iter().map(|(f, _)| f))
+    {
+        assert!(
+            names.iter().any(|n| n == listed),
+            "{listed} is listed here but not in the corpus"
+        );
+    }
+    let coverage = sequence_coverage();
     let mut problems = Vec::new();
     for file in &files {
-        check_file(file, &mut problems);
+        check_file(file, &coverage, &mut problems);
     }
     for (known, cause) in KNOWN_DIFFERENCES {
         match problems.iter().position(|p| p == known) {
@@ -266,36 +375,129 @@ fn flows_match_tshark_oracles_on_the_whole_corpus() {
     );
 }
 
-/// Zeek conn.log columns of one row, by field name.
-fn zeek_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).expect("baseline readable");
-    let mut fields: Vec<String> = Vec::new();
+/// Columns of a Zeek baseline that are not compared, each with what dg-audit must write instead
+/// (`None`: dg-audit has no such column) and why.
+const ZEEK_NOT_COMPARED: &[(&str, Option<&str>, &str)] = &[
+    (
+        "uid",
+        None,
+        "Zeek draws uids from its random seed; dg-audit's are its own (checked only for presence)",
+    ),
+    (
+        "local_orig",
+        Some("-"),
+        "Zeek marks Site::local_nets, private address space by default; `dg-audit flows` has no \
+         site networks and writes unset",
+    ),
+    ("local_resp", Some("-"), "as local_orig"),
+    (
+        "community_id",
+        None,
+        "dg-audit does not compute Community IDs",
+    ),
+];
+
+/// Every difference from Zeek's conn.log baselines, exact, with its cause. A listed difference
+/// that stops occurring fails the test too.
+const ZEEK_KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "zeek-connect-with-smtp.pcap: row 0 (79.26.245.236:3378 -> 254.228.86.79:8240 tcp): service http, Zeek http,smtp",
+        "dg-audit has no SMTP analyzer; Zeek's sees the SMTP session inside the HTTP CONNECT tunnel",
+    ),
+    (
+        "zeek-smtp.pcap: row 0: service -, Zeek smtp",
+        "dg-audit has no SMTP analyzer",
+    ),
+    (
+        "zeek-smtp.pcap: row 1: service -, Zeek smtp",
+        "dg-audit has no SMTP analyzer",
+    ),
+    (
+        "zeek-tcp-handshake-reorder.pcap: row 0 (141.142.228.5:59856 -> 192.150.187.43:80 tcp): service http, Zeek -",
+        "the btest runs `zeek -b` loading only the community-id script, so no HTTP analyzer is \
+         registered; dg-audit reads the GET and its 200 response",
+    ),
+    (
+        "zeek-wikipedia.pcap: row 24 (141.142.220.118:35634 -> 208.80.152.2:80 tcp): service http, Zeek -",
+        "the connection has no handshake in the trace (history DdA); Zeek's HTTP analyzer ignores \
+         partial connections (HTTP.cc: `if ( TCP() && TCP()->IsPartial() ) return;`), dg-audit \
+         reads the GET and its 304 response on the mid-stream flow",
+    ),
+    (
+        "zeek-tcp-miss_end_data.pcap: row 0 (192.168.122.230:60648 -> 77.238.160.184:80 tcp): service -, Zeek http",
+        "SUSPECTED BUG in src/flow/app.rs AppState::service (reported, not fixed here): dg-audit \
+         names http only once a response status was read, but Zeek confirms HTTP on the request \
+         line (HTTP.cc HTTP_Request() calls AnalyzerConfirmation()); here the whole response was \
+         missed (missed_bytes 2902) and the GET was read (the flow's name comes from its Host)",
+    ),
+];
+
+/// The column names of a Zeek baseline and its rows, by column name. `#fields` gives the names;
+/// a `zeek-cut -m` baseline names them on its first line; a plain `zeek-cut` baseline has no
+/// header, so the names come from the btest's command line (`cut_columns`).
+fn zeek_rows(
+    what: &str,
+    text: &str,
+    cut_columns: Option<Vec<String>>,
+) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
+    let mut fields: Option<Vec<String>> = cut_columns;
     let mut rows = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("#fields\t") {
-            fields = rest.split('\t').map(String::from).collect();
+            fields = Some(rest.split('\t').map(String::from).collect());
         } else if line.starts_with('#') {
             continue;
-        } else if fields.is_empty() {
-            // `zeek-cut` baselines: the first non-comment line names the columns.
-            fields = line.split('\t').map(String::from).collect();
-        } else {
+        } else if let Some(names) = &fields {
+            let values: Vec<&str> = line.split('\t').collect();
+            assert_eq!(
+                values.len(),
+                names.len(),
+                "{what}: a row's columns do not match its header"
+            );
             rows.push(
-                fields
+                names
                     .iter()
                     .cloned()
-                    .zip(line.split('\t').map(String::from))
+                    .zip(values.into_iter().map(String::from))
                     .collect(),
             );
+        } else {
+            fields = Some(line.split('\t').map(String::from).collect());
         }
     }
-    rows
+    (fields.unwrap_or_default(), rows)
 }
 
+/// What a corpus oracle says about how its Zeek baseline was made: the BPF filter given to Zeek
+/// with `-f`, and the columns of a header-less `zeek-cut` baseline.
+fn zeek_btest(oracle: &Value) -> (Option<String>, Option<Vec<String>>) {
+    let mut filter = None;
+    let mut cut = None;
+    for line in oracle["zeek_baseline"]["test_exec_lines"]
+        .as_array()
+        .expect("the oracle names the baseline's btest")
+    {
+        let line = line.as_str().expect("a command line");
+        if let Some((_, rest)) = line.split_once(" -f '") {
+            filter = Some(rest.split('\'').next().unwrap().to_string());
+        }
+        if let Some((_, rest)) = line.split_once("zeek-cut ") {
+            let args: Vec<&str> = rest.split('<').next().unwrap().split_whitespace().collect();
+            if !args.contains(&"-m") {
+                cut = Some(args.into_iter().map(String::from).collect());
+            }
+        }
+    }
+    (filter, cut)
+}
+
+const ZEEK_ID: [&str; 5] = ["id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto"];
+
 #[test]
-fn conn_state_history_and_bytes_match_zeek_baselines() {
-    let mut total = 0;
-    let mut matched = 0;
+fn flows_match_zeek_baselines_field_by_field() {
+    let mut captures = 0;
+    let mut rows_compared = 0;
+    let mut fields_compared = 0;
     let mut differences = Vec::new();
     for file in captures_in(&corpus_dir()) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -303,91 +505,184 @@ fn conn_state_history_and_bytes_match_zeek_baselines() {
         if !baseline.exists() {
             continue;
         }
-        let (_, doc, _) = flows_json(&file);
-        let flows = doc["flows"].as_array().cloned().unwrap_or_default();
-        let rows = zeek_rows(&baseline);
-        // Zeek baselines with an address column are matched by 4-tuple and order; `zeek-cut`
-        // baselines without addresses (uid/history/service) by order among flows of the capture.
-        for (i, row) in rows.iter().enumerate() {
-            // The smtp baseline was made with a BPF filter `tcp port 25` (see its btest).
-            let candidates: Vec<&Value> = flows
+        captures += 1;
+        let oracle: Value = serde_json::from_slice(
+            &std::fs::read(file.with_file_name(format!("{name}.oracle.json")))
+                .expect("oracle exists"),
+        )
+        .expect("oracle is JSON");
+        let (filter, cut) = zeek_btest(&oracle);
+        let (columns, theirs) = zeek_rows(
+            &baseline.display().to_string(),
+            &std::fs::read_to_string(&baseline).expect("baseline readable"),
+            cut,
+        );
+        assert!(!theirs.is_empty(), "{name}: baseline has no rows");
+        // dg-audit's own conn.log, with the BPF filter Zeek was given (the smtp baseline).
+        let mut args = vec![
+            "flows".to_string(),
+            "--format".into(),
+            "zeek".into(),
+            file.to_str().unwrap().into(),
+        ];
+        args.extend(
+            filter
                 .iter()
-                .filter(|f| !name.starts_with("zeek-smtp") || f["resp_p"] == 25)
-                .filter(|f| match (row.get("id.orig_h"), row.get("id.orig_p")) {
-                    (Some(h), Some(p)) => {
-                        f["orig_h"].as_str() == Some(h)
-                            && p.parse::<u64>().ok() == f["orig_p"].as_u64()
-                    }
-                    _ => true,
-                })
-                .collect();
-            let same_tuple_before = rows[..i]
-                .iter()
-                .filter(|r| {
-                    r.get("id.orig_h") == row.get("id.orig_h")
-                        && r.get("id.orig_p") == row.get("id.orig_p")
-                })
-                .count();
-            let index = if row.contains_key("id.orig_h") {
-                same_tuple_before
-            } else {
-                i
-            };
-            total += 1;
-            let Some(flow) = candidates.get(index) else {
-                differences.push(format!("{name}: row {i}: no matching flow"));
+                .flat_map(|f| f.split_whitespace().map(String::from)),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = dg_audit(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (our_columns, ours) = zeek_rows(
+            &format!("{name}: dg-audit's conn.log"),
+            std::str::from_utf8(&out.stdout).expect("conn.log is UTF-8"),
+            None,
+        );
+        // The JSON flows (schema-checked) say the same as the conn.log, flow by flow.
+        let mut json_args = args.clone();
+        json_args[2] = "json";
+        let doc: Value = serde_json::from_slice(&dg_audit(&json_args).stdout).expect("flows JSON");
+        assert_schema("flows", &doc);
+        let json_flows = doc["flows"].as_array().expect("flows");
+        for row in &ours {
+            let Some(f) = json_flows.iter().find(|f| f["uid"] == row["uid"]) else {
+                differences.push(format!(
+                    "{name}: uid {} is not in the JSON flows",
+                    row["uid"]
+                ));
                 continue;
             };
-            let mut diffs = Vec::new();
-            let unset = |v: u64, dur: f64| if dur > 0.0 { v.to_string() } else { "-".into() };
-            let duration = flow["last_ts_nanos"].as_i64().unwrap_or(0)
-                - flow["ts_nanos"].as_i64().unwrap_or(0);
-            let ours: BTreeMap<&str, String> = BTreeMap::from([
-                (
-                    "conn_state",
-                    flow["conn_state"].as_str().unwrap_or_default().to_string(),
-                ),
-                (
-                    "history",
-                    flow["history"].as_str().unwrap_or_default().to_string(),
-                ),
-                (
-                    "orig_bytes",
-                    unset(flow["orig_bytes"].as_u64().unwrap_or(0), duration as f64),
-                ),
-                (
-                    "resp_bytes",
-                    unset(flow["resp_bytes"].as_u64().unwrap_or(0), duration as f64),
-                ),
-                (
-                    "service",
-                    flow["service"].as_str().unwrap_or("-").to_string(),
-                ),
-            ]);
-            for (key, value) in &ours {
-                if let Some(want) = row.get(*key) {
-                    if want != value {
-                        diffs.push(format!("{key} {value} (Zeek {want})"));
-                    }
+            let text = |v: &Value| match v {
+                Value::String(s) if s.is_empty() => "-".to_string(),
+                Value::String(s) => s.clone(),
+                Value::Null => "-".to_string(),
+                v => v.to_string(),
+            };
+            for (column, key) in [
+                ("service", "service"),
+                ("conn_state", "conn_state"),
+                ("history", "history"),
+                ("missed_bytes", "missed_bytes"),
+                ("orig_pkts", "orig_pkts"),
+                ("orig_ip_bytes", "orig_ip_bytes"),
+                ("resp_pkts", "resp_pkts"),
+                ("resp_ip_bytes", "resp_ip_bytes"),
+                ("orig_bytes", "orig_bytes"),
+                ("resp_bytes", "resp_bytes"),
+            ] {
+                // conn.log leaves the byte counts unset for a connection without duration.
+                if row[column] == "-" && key.ends_with("_bytes") && row["duration"] == "-" {
+                    continue;
+                }
+                if row[column] != text(&f[key]) {
+                    differences.push(format!(
+                        "{name}: uid {}: conn.log {column} {} but JSON {}",
+                        row["uid"], row[column], f[key]
+                    ));
                 }
             }
-            // The issue's bar is on conn_state, history and bytes; service is reported, not scored.
-            if diffs.iter().all(|d| d.starts_with("service")) {
-                matched += 1;
+        }
+        // Zeek logs every connection: the same number of rows, none missing, none extra.
+        if ours.len() != theirs.len() {
+            differences.push(format!(
+                "{name}: {} connections, Zeek {}",
+                ours.len(),
+                theirs.len()
+            ));
+        }
+        for column in &columns {
+            let skipped = ZEEK_NOT_COMPARED.iter().find(|(c, _, _)| c == column);
+            if !our_columns.contains(column) && !matches!(skipped, Some((_, None, _))) {
+                differences.push(format!("{name}: dg-audit has no column {column}"));
             }
-            if !diffs.is_empty() {
-                differences.push(format!("{name}: row {i}: {}", diffs.join(", ")));
+        }
+        let by_id = ZEEK_ID.iter().all(|c| columns.iter().any(|n| n == c));
+        for (i, row) in theirs.iter().enumerate() {
+            // Rows with the 5-tuple are matched by it (and their order among equal tuples);
+            // `zeek-cut` subsets without it by their order in the log.
+            let same =
+                |a: &BTreeMap<String, String>| ZEEK_ID.iter().all(|c| a.get(*c) == row.get(*c));
+            let flow = if by_id {
+                let nth = theirs[..i].iter().filter(|r| same(r)).count();
+                ours.iter().filter(|r| same(r)).nth(nth)
+            } else {
+                ours.get(i)
+            };
+            let label = if by_id {
+                format!(
+                    "row {i} ({}:{} -> {}:{} {})",
+                    row["id.orig_h"],
+                    row["id.orig_p"],
+                    row["id.resp_h"],
+                    row["id.resp_p"],
+                    row["proto"]
+                )
+            } else {
+                format!("row {i}")
+            };
+            let Some(flow) = flow else {
+                differences.push(format!(
+                    "{name}: {label}: no such connection in dg-audit's log"
+                ));
+                continue;
+            };
+            rows_compared += 1;
+            for column in &columns {
+                let want = &row[column];
+                let got = flow.get(column).map(String::as_str);
+                if let Some((_, instead, _)) =
+                    ZEEK_NOT_COMPARED.iter().find(|(c, _, _)| c == column)
+                {
+                    match instead {
+                        Some(v) if got != Some(*v) => differences.push(format!(
+                            "{name}: {label}: {column} {got:?}, expected {v:?} (not compared with Zeek)"
+                        )),
+                        None if column == "uid" && got.is_none_or(|u| !u.starts_with('C')) => {
+                            differences.push(format!("{name}: {label}: uid {got:?}"))
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                // Timestamps masked by btest's canonifier cannot be compared.
+                if want.starts_with("XXXXXXXXXX.") {
+                    continue;
+                }
+                fields_compared += 1;
+                if got != Some(want.as_str()) {
+                    differences.push(format!(
+                        "{name}: {label}: {column} {}, Zeek {want}",
+                        got.unwrap_or("(none)")
+                    ));
+                }
             }
         }
     }
     eprintln!(
-        "Zeek agreement: {matched}/{total}\n{}",
-        differences.join("\n")
+        "Zeek baselines: {captures} captures, {rows_compared} connections, {fields_compared} fields compared"
     );
-    assert!(total > 0, "no Zeek baselines found");
     assert!(
-        matched * 100 >= total * 95,
-        "only {matched} of {total} connections match Zeek:\n{}",
+        captures >= 11 && rows_compared >= 48,
+        "Zeek baselines missing: {captures} captures, {rows_compared} rows"
+    );
+    for (known, cause) in ZEEK_KNOWN_DIFFERENCES {
+        match differences.iter().position(|d| d == known) {
+            Some(i) => {
+                eprintln!("known difference: {known}\n  cause: {cause}");
+                differences.remove(i);
+            }
+            None => differences.push(format!("listed difference no longer occurs: {known}")),
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences from Zeek:\n{}",
+        differences.len(),
         differences.join("\n")
     );
 }

@@ -1,5 +1,7 @@
 //! `dg-audit live` end to end, on real packets in private network namespaces (needs root, as CI
-//! runs; otherwise each test prints a SKIP line and returns).
+//! runs; otherwise each test prints a SKIP line and returns). Under CI=true a test that would
+//! skip fails instead: CI runs as root after `scripts/setup.sh --test`, so a skip there means the
+//! live path went untested.
 //!
 //! Network safety: every host lives in a namespace created here (prefix `dgl`); only
 //! 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24 are used, IPv6 is off, nothing is routed to
@@ -29,7 +31,18 @@ fn live_command(prefix: &[&str], args: &[String]) -> Command {
 }
 
 fn skip(test: &str, why: &str) {
+    if in_ci() {
+        panic!(
+            "live::{test} cannot run: {why}. CI (CI=true) runs as root with everything \
+             scripts/setup.sh --test installs, so this test must run there, not skip"
+        );
+    }
     say(&format!("SKIP live::{test}: {why}"));
+}
+
+/// CI sets CI=true.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// A line on the real stderr: libtest captures `eprintln!`, not direct writes, so SKIP lines and
@@ -457,13 +470,15 @@ fn live_capture_in_namespaces_matches_tcpdump_and_analyze() {
         live.stderr()
     );
     // -Z nobody: the running sensor holds no root identity.
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", live.child.id())).unwrap_or_default();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
-    assert!(
-        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
-        "{uid_line}"
-    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", live.child.id()))
+        .expect("the sensor's /proc status is readable");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("a Uid: line");
+    // Real, effective, saved and filesystem uid: all four must be nobody's.
+    let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+    assert_eq!(uids, ["65534"; 4], "{uid_line}");
     std::thread::sleep(Duration::from_millis(300));
 
     let client = Command::new("ip")
@@ -668,6 +683,12 @@ fn live_capture_in_namespaces_matches_tcpdump_and_analyze() {
         l
     };
     let (live_lic, offline_lic) = (without_uids(&live_doc), without_uids(&offline_doc));
+    assert!(
+        live_lic["per_minute"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "the live audit counted no licensing minute: {live_lic}"
+    );
     for key in [
         "egress_ip_bytes",
         "egress_payload_bytes",
@@ -675,6 +696,11 @@ fn live_capture_in_namespaces_matches_tcpdump_and_analyze() {
         "per_minute",
         "sources",
     ] {
+        // Two missing keys would compare equal (null == null).
+        assert!(
+            !live_lic[key].is_null() && !offline_lic[key].is_null(),
+            "licensing.{key} missing"
+        );
         assert_eq!(
             live_lic[key], offline_lic[key],
             "licensing.{key} differs between live and tcpdump + analyze"
