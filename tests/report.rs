@@ -118,7 +118,7 @@ fn report_of_compliant_scenario_states_verdict_and_figures() {
         assert!(md.contains(&figure), "Markdown lacks {figure}");
     }
     // Every control, its verdict, and the inputs' SHA-256.
-    assert_eq!(audit.controls.len(), dg_audit::audit::CONTROL_IDS.len());
+    assert_eq!(audit.controls.len(), dg_audit::audit::ControlId::ALL.len());
     assert_eq!(audit.inputs.len(), 1);
     for c in &audit.controls {
         assert!(
