@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -23,31 +24,12 @@ use super::{
 };
 
 /// The built-in policy, fully commented: every key with what it means and which claim of
-/// Deepgram's documentation it encodes. `dg-audit policy init` writes this text.
+/// Deepgram's documentation it encodes. `dg-audit policy init` writes this text. It is the only
+/// place default values are written: keys a user file leaves out take their values from it.
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../../policy/default.toml");
 
 /// Origin shown in errors about [`DEFAULT_POLICY_TOML`].
 const DEFAULT_ORIGIN: &str = "<built-in policy>";
-
-// Defaults for keys a user file leaves out. They must equal DEFAULT_POLICY_TOML; the test
-// `omitted_keys_take_the_embedded_defaults` keeps the two in step.
-const DEFAULT_INTERNAL: &[&str] = &[
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
-    "fe80::/10",
-    "192.0.2.0/24",
-];
-const DEFAULT_SERVERS: &[&str] = &["license.deepgram.com:443"];
-const DEFAULT_HOSTED: &[&str] = &[
-    "api.deepgram.com",
-    "*.api.deepgram.com",
-    "api.*.deepgram.com",
-    "*.*.api.deepgram.com",
-];
-const DEFAULT_API_PORTS: &[u16] = &[8080];
-const DEFAULT_CODEC_KBPS: &[f64] = &[6.0, 16.0, 32.0, 256.0];
 
 /// Why a policy could not be read. Each variant's message names the file, and all but `Io` the
 /// 1-based line and column, so a user can go straight to the mistake.
@@ -117,37 +99,19 @@ fn key_prefix(key: &str) -> String {
 }
 
 impl Policy {
-    /// The built-in policy, parsed from [`DEFAULT_POLICY_TOML`].
+    /// The built-in policy, parsed from [`DEFAULT_POLICY_TOML`] (once per process, then cloned).
     ///
     /// # Panics
     ///
     /// Never in a tested build: the embedded text is parsed by the unit tests.
     pub fn default_policy() -> Policy {
-        match Policy::from_toml(DEFAULT_POLICY_TOML, DEFAULT_ORIGIN) {
-            Ok(policy) => policy,
-            Err(err) => panic!("the built-in policy is invalid: {err}"),
-        }
+        embedded_default().clone()
     }
 
     /// Parses and validates policy text. `origin` names it in errors (usually the file name).
+    /// Keys the text leaves out take their values from [`DEFAULT_POLICY_TOML`].
     pub fn from_toml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-        let cx = Cx { text, origin };
-        let doc = toml::de::DeTable::parse(text).map_err(|err| {
-            let (line, column) = line_column(text, err.span().map_or(0, |s| s.start));
-            PolicyError::Syntax {
-                origin: origin.to_string(),
-                line,
-                column,
-                message: err.message().to_string(),
-            }
-        })?;
-        // The version decides which keys exist, so check it before anything else: a newer file's
-        // keys would otherwise be reported as unknown, hiding the real problem.
-        let probe: VersionProbe = toml::from_str(text).map_err(|err| cx.serde(&err))?;
-        let version = cx.version(probe.schema_version)?;
-        let raw =
-            RawPolicy::deserialize(toml::Deserializer::from(doc)).map_err(|err| cx.serde(&err))?;
-        cx.build(version, raw)
+        parse(text, origin, Some(embedded_default()))
     }
 
     /// Reads and validates a policy file.
@@ -158,6 +122,50 @@ impl Policy {
         })?;
         Policy::from_toml(&text, &path.display().to_string())
     }
+}
+
+/// The embedded default policy, parsed once per process. It is the only source of default
+/// values: a key a user file leaves out takes its value from here, so `policy/default.toml`
+/// (what `policy show` and `policy init` print) and the effective defaults cannot drift apart.
+///
+/// # Panics
+///
+/// If the embedded text is invalid or leaves a key out; the unit tests parse it.
+fn embedded_default() -> &'static Policy {
+    static EMBEDDED: OnceLock<Policy> = OnceLock::new();
+    EMBEDDED.get_or_init(|| {
+        // No fallback: the embedded text is the fallback, so it must spell out every key.
+        match parse(DEFAULT_POLICY_TOML, DEFAULT_ORIGIN, None) {
+            Ok(policy) => policy,
+            Err(err) => panic!("the built-in policy is invalid: {err}"),
+        }
+    })
+}
+
+/// Parses and validates `text`. Omitted keys take their values from `fallback`; with `None`
+/// (only for the embedded default itself) an omitted key is an error.
+fn parse(text: &str, origin: &str, fallback: Option<&Policy>) -> Result<Policy, PolicyError> {
+    let cx = Cx {
+        text,
+        origin,
+        fallback,
+    };
+    let doc = toml::de::DeTable::parse(text).map_err(|err| {
+        let (line, column) = line_column(text, err.span().map_or(0, |s| s.start));
+        PolicyError::Syntax {
+            origin: origin.to_string(),
+            line,
+            column,
+            message: err.message().to_string(),
+        }
+    })?;
+    // The version decides which keys exist, so check it before anything else: a newer file's
+    // keys would otherwise be reported as unknown, hiding the real problem.
+    let probe: VersionProbe = toml::from_str(text).map_err(|err| cx.serde(&err))?;
+    let version = cx.version(probe.schema_version)?;
+    let raw =
+        RawPolicy::deserialize(toml::Deserializer::from(doc)).map_err(|err| cx.serde(&err))?;
+    cx.build(version, raw)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,8 +196,8 @@ struct RawPolicy {
     egress: RawEgress,
     #[serde(default)]
     ingress: RawIngress,
-    #[serde(default)]
-    names: BTreeMap<Str, Str>,
+    // Absent and empty differ: an absent table takes the default's mappings.
+    names: Option<BTreeMap<Str, Str>>,
     #[serde(default)]
     dns: RawDns,
     #[serde(default)]
@@ -276,10 +284,13 @@ struct RawCapture {
 // ---------------------------------------------------------------------------------------------
 // Validation: raw form -> Policy, every error located
 
-/// The text being validated and its name, to turn spans into located errors.
+/// The text being validated, its name (to turn spans into located errors) and where omitted keys
+/// take their values from.
 struct Cx<'a> {
     text: &'a str,
     origin: &'a str,
+    /// The embedded default, or `None` while the embedded default itself is being read.
+    fallback: Option<&'a Policy>,
 }
 
 impl Cx<'_> {
@@ -333,35 +344,72 @@ impl Cx<'_> {
         }
     }
 
-    /// Validates each element of a string list with `parse`, or returns `default` when absent.
+    /// The value of the omitted key `key`, taken from the embedded default by `take`.
+    fn omitted<T>(&self, key: &str, take: impl FnOnce(&Policy) -> T) -> Result<T, PolicyError> {
+        match self.fallback {
+            Some(policy) => Ok(take(policy)),
+            // Only the embedded default is read without a fallback; a key missing there would
+            // have no value at all.
+            None => Err(self.invalid(
+                0..0,
+                key,
+                "missing; the built-in policy must spell out every key, since omitted keys take \
+                 their values from it",
+            )),
+        }
+    }
+
+    /// Validates each element of a string list with `parse`; an absent list is the default's.
     fn list<T>(
         &self,
         values: Option<Vec<Str>>,
         key: &str,
-        default: &[&str],
+        fallback: impl FnOnce(&Policy) -> Vec<T>,
         parse: impl Fn(&str) -> Result<T, ParseError>,
     ) -> Result<Vec<T>, PolicyError> {
-        match values {
-            None => Ok(default
-                .iter()
-                .map(|text| parse(text).expect("built-in default parses"))
-                .collect()),
-            Some(values) => values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    parse(v.get_ref())
-                        .map_err(|e| self.invalid(v.span(), &format!("{key}[{i}]"), e.to_string()))
-                })
-                .collect(),
+        let Some(values) = values else {
+            return self.omitted(key, fallback);
+        };
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                parse(v.get_ref())
+                    .map_err(|e| self.invalid(v.span(), &format!("{key}[{i}]"), e.to_string()))
+            })
+            .collect()
+    }
+
+    /// A whole number of at least `min`; an absent one is the default's.
+    fn int(
+        &self,
+        value: Int,
+        key: &str,
+        min: u64,
+        fallback: impl FnOnce(&Policy) -> u64,
+    ) -> Result<u64, PolicyError> {
+        match value {
+            None => self.omitted(key, fallback),
+            Some(value) => self.whole(&value, key, min),
         }
     }
 
-    /// A whole number of at least `min`, or `default` when absent.
-    fn int(&self, value: Int, key: &str, default: u64, min: u64) -> Result<u64, PolicyError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
+    /// Like [`Cx::int`], for counts the model holds as `usize`.
+    fn count(
+        &self,
+        value: Int,
+        key: &str,
+        min: u64,
+        fallback: impl FnOnce(&Policy) -> usize,
+    ) -> Result<usize, PolicyError> {
+        match value {
+            None => self.omitted(key, fallback),
+            Some(value) => self.whole(&value, key, min).map(to_usize),
+        }
+    }
+
+    /// Checks a whole number written in the file is at least `min`.
+    fn whole(&self, value: &Spanned<i64>, key: &str, min: u64) -> Result<u64, PolicyError> {
         let n = *value.get_ref();
         match u64::try_from(n) {
             Ok(n) if n >= min => Ok(n),
@@ -378,17 +426,17 @@ impl Cx<'_> {
         }
     }
 
-    /// A finite number within `range`, or `default` when absent.
+    /// A finite number within `range`; an absent one is the default's.
     fn float(
         &self,
         value: Float,
         key: &str,
-        default: f64,
-        range: std::ops::RangeInclusive<f64>,
+        range: RangeInclusive<f64>,
         hint: &str,
+        fallback: impl FnOnce(&Policy) -> f64,
     ) -> Result<f64, PolicyError> {
         let Some(value) = value else {
-            return Ok(default);
+            return self.omitted(key, fallback);
         };
         let x = *value.get_ref();
         if x.is_finite() && range.contains(&x) {
@@ -398,176 +446,116 @@ impl Cx<'_> {
         }
     }
 
+    /// A boolean; an absent one is the default's.
+    fn flag(
+        &self,
+        value: Option<bool>,
+        key: &str,
+        fallback: impl FnOnce(&Policy) -> bool,
+    ) -> Result<bool, PolicyError> {
+        match value {
+            None => self.omitted(key, fallback),
+            Some(flag) => Ok(flag),
+        }
+    }
+
+    /// Validates the sections in file order, so the first mistake reported is the first one a
+    /// reader of the default layout meets.
     fn build(&self, schema_version: u32, raw: RawPolicy) -> Result<Policy, PolicyError> {
-        let network = Network {
-            internal: self.list(
-                raw.network.internal,
-                "network.internal",
-                DEFAULT_INTERNAL,
-                |t| match parse_net(t)? {
-                    Some(net) => Ok(net),
-                    None => Err(ParseError::new(format!(
-                        "\"{t}\" is not an address or CIDR block, like \"10.0.0.0/8\""
-                    ))),
-                },
-            )?,
-        };
-        let licensing = self.licensing(raw.licensing)?;
-        let transcription = Transcription {
-            hosted: self.list(
-                raw.transcription.hosted,
-                "transcription.hosted",
-                DEFAULT_HOSTED,
-                NamePattern::from_str,
-            )?,
-        };
-        let egress = Egress {
-            allow: self.list(raw.egress.allow, "egress.allow", &[], Destination::from_str)?,
-        };
-        let ingress =
-            Ingress {
-                api_ports: match raw.ingress.api_ports {
-                    None => DEFAULT_API_PORTS.to_vec(),
-                    Some(ports) => ports
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| match u16::try_from(*p.get_ref()) {
-                            Ok(port) if port > 0 => Ok(port),
-                            _ => Err(self.invalid(
-                                p.span(),
-                                &format!("ingress.api_ports[{i}]"),
-                                format!("{} is not a port (1 to 65535)", p.get_ref()),
-                            )),
-                        })
-                        .collect::<Result<_, _>>()?,
-                },
-                gateways: self.list(raw.ingress.gateways, "ingress.gateways", &[], |t| {
-                    match parse_net(t)? {
-                        Some(net) => Ok(net),
-                        None => Err(ParseError::new(format!(
-                            "\"{t}\" is not an address or CIDR block, like \"203.0.113.7\" or \
-                         \"203.0.113.0/28\" (gateways are matched by address)"
-                        ))),
-                    }
-                })?,
-                require_tls: raw.ingress.require_tls.unwrap_or(false),
-            };
-        let names = self.names(raw.names)?;
-        let dns = self.dns(raw.dns)?;
-        let flows = FlowsPolicy {
-            tcp_timeout_seconds: self.int(
-                raw.flows.tcp_timeout_seconds,
-                "flows.tcp_timeout_seconds",
-                300,
-                1,
-            )?,
-            udp_timeout_seconds: self.int(
-                raw.flows.udp_timeout_seconds,
-                "flows.udp_timeout_seconds",
-                60,
-                1,
-            )?,
-            icmp_timeout_seconds: self.int(
-                raw.flows.icmp_timeout_seconds,
-                "flows.icmp_timeout_seconds",
-                60,
-                1,
-            )?,
-            max_flows: to_usize(self.int(raw.flows.max_flows, "flows.max_flows", 1_000_000, 1)?),
-        };
-        let audio = AudioPolicy {
-            codec_kbps: match raw.audio.codec_kbps {
-                None => DEFAULT_CODEC_KBPS.to_vec(),
-                Some(rates) => rates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let x = *r.get_ref();
-                        if x.is_finite() && x > 0.0 {
-                            Ok(x)
-                        } else {
-                            Err(self.invalid(
-                                r.span(),
-                                &format!("audio.codec_kbps[{i}]"),
-                                format!("{x} is not a bit rate; write kbit/s above 0, like 16.0"),
-                            ))
-                        }
-                    })
-                    .collect::<Result<_, _>>()?,
-            },
-            sustained_upload_bytes_per_minute: self.int(
-                raw.audio.sustained_upload_bytes_per_minute,
-                "audio.sustained_upload_bytes_per_minute",
-                60_000,
-                1,
-            )?,
-            sustained_minutes: self.int(
-                raw.audio.sustained_minutes,
-                "audio.sustained_minutes",
-                2,
-                1,
-            )?,
-        };
-        let capture = CapturePolicy {
-            max_drop_ratio: self.float(
-                raw.capture.max_drop_ratio,
-                "capture.max_drop_ratio",
-                0.0,
-                0.0..=1.0,
-                "it is a share of packets from 0.0 (no drop allowed) to 1.0",
-            )?,
-        };
+        // Struct fields are evaluated in the order written, which is the order checked.
         Ok(Policy {
             schema_version,
-            network,
-            licensing,
-            transcription,
-            egress,
-            ingress,
-            names,
-            dns,
-            flows,
-            audio,
-            capture,
+            network: self.network(raw.network)?,
+            licensing: self.licensing(raw.licensing)?,
+            transcription: self.transcription(raw.transcription)?,
+            egress: self.egress(raw.egress)?,
+            ingress: self.ingress(raw.ingress)?,
+            names: self.names(raw.names)?,
+            dns: self.dns(raw.dns)?,
+            flows: self.flows(raw.flows)?,
+            audio: self.audio(raw.audio)?,
+            capture: self.capture(raw.capture)?,
         })
+    }
+
+    fn network(&self, raw: RawNetwork) -> Result<Network, PolicyError> {
+        let internal = self.list(
+            raw.internal,
+            "network.internal",
+            |p| p.network.internal.clone(),
+            |t| match parse_net(t)? {
+                Some(net) => Ok(net),
+                None => Err(ParseError::new(format!(
+                    "\"{t}\" is not an address or CIDR block, like \"10.0.0.0/8\""
+                ))),
+            },
+        )?;
+        Ok(Network { internal })
     }
 
     fn licensing(&self, raw: RawLicensing) -> Result<Licensing, PolicyError> {
         let servers = self.list(
             raw.servers,
             "licensing.servers",
-            DEFAULT_SERVERS,
+            |p| p.licensing.servers.clone(),
             ServerEndpoint::from_str,
         )?;
-        let proxies = self.list(raw.proxies, "licensing.proxies", &[], |t| {
-            parse_socket(t, 8443)
-        })?;
-        let forward_proxies =
-            self.list(raw.forward_proxies, "licensing.forward_proxies", &[], |t| {
-                parse_socket(t, 3128)
-            })?;
+        let proxies = self.list(
+            raw.proxies,
+            "licensing.proxies",
+            |p| p.licensing.proxies.clone(),
+            |t| parse_socket(t, 8443),
+        )?;
+        let forward_proxies = self.list(
+            raw.forward_proxies,
+            "licensing.forward_proxies",
+            |p| p.licensing.forward_proxies.clone(),
+            |t| parse_socket(t, 3128),
+        )?;
         let max_egress_bytes_per_minute = self.int(
             raw.max_egress_bytes_per_minute,
             "licensing.max_egress_bytes_per_minute",
-            8192,
             0,
+            |p| p.licensing.max_egress_bytes_per_minute,
         )?;
         let max_connection_seconds = self.float(
             raw.max_connection_seconds,
             "licensing.max_connection_seconds",
-            5.0,
             f64::MIN_POSITIVE..=f64::MAX,
             "it is a number of seconds above 0, like 5",
+            |p| p.licensing.max_connection_seconds,
         )?;
-        let cadence_span = raw.cadence_seconds.as_ref().map(Spanned::span);
-        let cadence_seconds = self.int(raw.cadence_seconds, "licensing.cadence_seconds", 60, 1)?;
-        let tolerance_span = raw.cadence_tolerance_seconds.as_ref().map(Spanned::span);
-        let cadence_tolerance_seconds = self.int(
-            raw.cadence_tolerance_seconds,
-            "licensing.cadence_tolerance_seconds",
-            15,
-            0,
+        let (cadence_seconds, cadence_tolerance_seconds) =
+            self.cadence(raw.cadence_seconds, raw.cadence_tolerance_seconds)?;
+        let allow_held_connection = self.flag(
+            raw.allow_held_connection,
+            "licensing.allow_held_connection",
+            |p| p.licensing.allow_held_connection,
         )?;
+        Ok(Licensing {
+            servers,
+            proxies,
+            forward_proxies,
+            max_egress_bytes_per_minute,
+            max_connection_seconds,
+            cadence_seconds,
+            cadence_tolerance_seconds,
+            allow_held_connection,
+        })
+    }
+
+    /// `cadence_seconds` and `cadence_tolerance_seconds`, checked together: a tolerance as large
+    /// as the cadence would let every gap pass.
+    fn cadence(&self, cadence: Int, tolerance: Int) -> Result<(u64, u64), PolicyError> {
+        let cadence_span = cadence.as_ref().map(Spanned::span);
+        let cadence_seconds = self.int(cadence, "licensing.cadence_seconds", 1, |p| {
+            p.licensing.cadence_seconds
+        })?;
+        let tolerance_span = tolerance.as_ref().map(Spanned::span);
+        let cadence_tolerance_seconds =
+            self.int(tolerance, "licensing.cadence_tolerance_seconds", 0, |p| {
+                p.licensing.cadence_tolerance_seconds
+            })?;
         if cadence_tolerance_seconds >= cadence_seconds {
             // Point at the value the user wrote; when both were written, the tolerance is the
             // one that reads wrong.
@@ -585,19 +573,74 @@ impl Cx<'_> {
                 ),
             ));
         }
-        Ok(Licensing {
-            servers,
-            proxies,
-            forward_proxies,
-            max_egress_bytes_per_minute,
-            max_connection_seconds,
-            cadence_seconds,
-            cadence_tolerance_seconds,
-            allow_held_connection: raw.allow_held_connection.unwrap_or(false),
+        Ok((cadence_seconds, cadence_tolerance_seconds))
+    }
+
+    fn transcription(&self, raw: RawTranscription) -> Result<Transcription, PolicyError> {
+        let hosted = self.list(
+            raw.hosted,
+            "transcription.hosted",
+            |p| p.transcription.hosted.clone(),
+            NamePattern::from_str,
+        )?;
+        Ok(Transcription { hosted })
+    }
+
+    fn egress(&self, raw: RawEgress) -> Result<Egress, PolicyError> {
+        let allow = self.list(
+            raw.allow,
+            "egress.allow",
+            |p| p.egress.allow.clone(),
+            Destination::from_str,
+        )?;
+        Ok(Egress { allow })
+    }
+
+    fn ingress(&self, raw: RawIngress) -> Result<Ingress, PolicyError> {
+        let api_ports = match raw.api_ports {
+            None => self.omitted("ingress.api_ports", |p| p.ingress.api_ports.clone())?,
+            Some(ports) => ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match u16::try_from(*p.get_ref()) {
+                    Ok(port) if port > 0 => Ok(port),
+                    _ => Err(self.invalid(
+                        p.span(),
+                        &format!("ingress.api_ports[{i}]"),
+                        format!("{} is not a port (1 to 65535)", p.get_ref()),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let gateways = self.list(
+            raw.gateways,
+            "ingress.gateways",
+            |p| p.ingress.gateways.clone(),
+            |t| match parse_net(t)? {
+                Some(net) => Ok(net),
+                None => Err(ParseError::new(format!(
+                    "\"{t}\" is not an address or CIDR block, like \"203.0.113.7\" or \
+                     \"203.0.113.0/28\" (gateways are matched by address)"
+                ))),
+            },
+        )?;
+        let require_tls = self.flag(raw.require_tls, "ingress.require_tls", |p| {
+            p.ingress.require_tls
+        })?;
+        Ok(Ingress {
+            api_ports,
+            gateways,
+            require_tls,
         })
     }
 
-    fn names(&self, raw: BTreeMap<Str, Str>) -> Result<BTreeMap<IpAddr, String>, PolicyError> {
+    fn names(
+        &self,
+        raw: Option<BTreeMap<Str, Str>>,
+    ) -> Result<BTreeMap<IpAddr, String>, PolicyError> {
+        let Some(raw) = raw else {
+            return self.omitted("names", |p| p.names.clone());
+        };
         let mut names = BTreeMap::new();
         // Report in file order, so the first mistake in the file is the one shown.
         let mut entries: Vec<_> = raw.into_iter().collect();
@@ -641,13 +684,20 @@ impl Cx<'_> {
     }
 
     fn dns(&self, raw: RawDns) -> Result<DnsPolicy, PolicyError> {
-        let resolvers = self.list(raw.resolvers, "dns.resolvers", &[], Resolver::from_str)?;
+        let resolvers = self.list(
+            raw.resolvers,
+            "dns.resolvers",
+            |p| p.dns.resolvers.clone(),
+            Resolver::from_str,
+        )?;
         let label_span = raw.max_label_length.as_ref().map_or(0..0, Spanned::span);
-        let max_label_length = self.int(raw.max_label_length, "dns.max_label_length", 52, 1)?;
+        let max_label_length =
+            self.count(raw.max_label_length, "dns.max_label_length", 1, |p| {
+                p.dns.max_label_length
+            })?;
         if max_label_length > 63 {
-            let span = label_span;
             return Err(self.invalid(
-                span,
+                label_span,
                 "dns.max_label_length",
                 format!("{max_label_length} is above 63, the longest label DNS allows, so it would never trigger"),
             ));
@@ -657,30 +707,102 @@ impl Cx<'_> {
             max_queries_per_minute: self.int(
                 raw.max_queries_per_minute,
                 "dns.max_queries_per_minute",
-                120,
                 1,
+                |p| p.dns.max_queries_per_minute,
             )?,
-            max_label_length: to_usize(max_label_length),
+            max_label_length,
             max_label_entropy: self.float(
                 raw.max_label_entropy,
                 "dns.max_label_entropy",
-                4.0,
                 0.0..=8.0,
                 "it is in bits per character, between 0.0 and 8.0 (4.0 is typical)",
+                |p| p.dns.max_label_entropy,
             )?,
-            entropy_min_label_length: to_usize(self.int(
+            entropy_min_label_length: self.count(
                 raw.entropy_min_label_length,
                 "dns.entropy_min_label_length",
-                20,
                 1,
-            )?),
+                |p| p.dns.entropy_min_label_length,
+            )?,
             max_txt_queries_per_minute: self.int(
                 raw.max_txt_queries_per_minute,
                 "dns.max_txt_queries_per_minute",
-                30,
                 1,
+                |p| p.dns.max_txt_queries_per_minute,
             )?,
         })
+    }
+
+    fn flows(&self, raw: RawFlows) -> Result<FlowsPolicy, PolicyError> {
+        Ok(FlowsPolicy {
+            tcp_timeout_seconds: self.int(
+                raw.tcp_timeout_seconds,
+                "flows.tcp_timeout_seconds",
+                1,
+                |p| p.flows.tcp_timeout_seconds,
+            )?,
+            udp_timeout_seconds: self.int(
+                raw.udp_timeout_seconds,
+                "flows.udp_timeout_seconds",
+                1,
+                |p| p.flows.udp_timeout_seconds,
+            )?,
+            icmp_timeout_seconds: self.int(
+                raw.icmp_timeout_seconds,
+                "flows.icmp_timeout_seconds",
+                1,
+                |p| p.flows.icmp_timeout_seconds,
+            )?,
+            max_flows: self.count(raw.max_flows, "flows.max_flows", 1, |p| p.flows.max_flows)?,
+        })
+    }
+
+    fn audio(&self, raw: RawAudio) -> Result<AudioPolicy, PolicyError> {
+        let codec_kbps = match raw.codec_kbps {
+            None => self.omitted("audio.codec_kbps", |p| p.audio.codec_kbps.clone())?,
+            Some(rates) => rates
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let x = *r.get_ref();
+                    if x.is_finite() && x > 0.0 {
+                        Ok(x)
+                    } else {
+                        Err(self.invalid(
+                            r.span(),
+                            &format!("audio.codec_kbps[{i}]"),
+                            format!("{x} is not a bit rate; write kbit/s above 0, like 16.0"),
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(AudioPolicy {
+            codec_kbps,
+            sustained_upload_bytes_per_minute: self.int(
+                raw.sustained_upload_bytes_per_minute,
+                "audio.sustained_upload_bytes_per_minute",
+                1,
+                |p| p.audio.sustained_upload_bytes_per_minute,
+            )?,
+            sustained_minutes: self.int(
+                raw.sustained_minutes,
+                "audio.sustained_minutes",
+                1,
+                |p| p.audio.sustained_minutes,
+            )?,
+        })
+    }
+
+    fn capture(&self, raw: RawCapture) -> Result<CapturePolicy, PolicyError> {
+        let max_drop_ratio = self.float(
+            raw.max_drop_ratio,
+            "capture.max_drop_ratio",
+            0.0..=1.0,
+            "it is a share of packets from 0.0 (no drop allowed) to 1.0",
+            |p| p.capture.max_drop_ratio,
+        )?;
+        Ok(CapturePolicy { max_drop_ratio })
     }
 }
 
