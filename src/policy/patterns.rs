@@ -268,45 +268,8 @@ impl FromStr for Destination {
     type Err = ParseError;
 
     fn from_str(text: &str) -> Result<Self, ParseError> {
-        let lower = text.to_ascii_lowercase();
-        let (rest, transport) = if lower.ends_with("/udp") {
-            (&text[..text.len() - 4], Some(Transport::Udp))
-        } else if lower.ends_with("/tcp") {
-            (&text[..text.len() - 4], Some(Transport::Tcp))
-        } else {
-            (text, None)
-        };
-        let (host, port, bracketed) = if let Some(inner) = rest.strip_prefix('[') {
-            let Some((host, after)) = inner.split_once(']') else {
-                return Err(ParseError::new(format!(
-                    "\"{text}\" opens '[' but never closes it; write IPv6 like \
-                     \"[2001:db8::53]:53/udp\""
-                )));
-            };
-            let port = match after {
-                "" => None,
-                _ => match after.strip_prefix(':') {
-                    Some(port) => Some(port),
-                    None => {
-                        return Err(ParseError::new(format!(
-                            "\"{text}\": after ']' comes \":port\", like \"[2001:db8::53]:53\""
-                        )))
-                    }
-                },
-            };
-            (host, port, true)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((host, _)) if host.contains(':') => {
-                    return Err(ParseError::new(format!(
-                        "\"{text}\": write an IPv6 address in brackets, like \
-                         \"[2001:db8::53]:53/udp\", so its colons are not read as a port"
-                    )))
-                }
-                Some((host, port)) => (host, Some(port), false),
-                None => (rest, None, false),
-            }
-        };
+        let (rest, transport) = split_transport(text);
+        let (host, port, bracketed) = split_host_port(rest, text)?;
         let port = match port {
             None => None,
             Some(port) if port.contains('/') => {
@@ -317,27 +280,77 @@ impl FromStr for Destination {
             }
             Some(port) => Some(parse_port(port, text)?),
         };
-        let host = if bracketed {
-            match parse_net(host)? {
-                Some(net @ IpNet::V6(_)) => Host::Net(net),
-                _ => {
-                    return Err(ParseError::new(format!(
-                        "\"{text}\": brackets hold an IPv6 address or block, like \
-                         \"[2001:db8::53]:53\"; write names and IPv4 without them"
-                    )))
-                }
-            }
-        } else {
-            match parse_net(host)? {
-                Some(net) => Host::Net(net),
-                None => Host::Name(host.parse()?),
-            }
-        };
+        let host = destination_host(host, bracketed, text)?;
         Ok(Destination {
             host,
             port,
             transport,
         })
+    }
+}
+
+/// Splits a `/udp` or `/tcp` suffix (any case) off a destination.
+fn split_transport(text: &str) -> (&str, Option<Transport>) {
+    let lower = text.to_ascii_lowercase();
+    // The suffix is ASCII, so cutting its 4 bytes leaves a char boundary.
+    if lower.ends_with("/udp") {
+        (&text[..text.len() - 4], Some(Transport::Udp))
+    } else if lower.ends_with("/tcp") {
+        (&text[..text.len() - 4], Some(Transport::Tcp))
+    } else {
+        (text, None)
+    }
+}
+
+/// Splits `rest` into host, optional port text and whether the host was in brackets. `text` is
+/// the whole destination, quoted in errors.
+fn split_host_port<'a>(
+    rest: &'a str,
+    text: &str,
+) -> Result<(&'a str, Option<&'a str>, bool), ParseError> {
+    if let Some(inner) = rest.strip_prefix('[') {
+        let Some((host, after)) = inner.split_once(']') else {
+            return Err(ParseError::new(format!(
+                "\"{text}\" opens '[' but never closes it; write IPv6 like \
+                 \"[2001:db8::53]:53/udp\""
+            )));
+        };
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => {
+                    return Err(ParseError::new(format!(
+                        "\"{text}\": after ']' comes \":port\", like \"[2001:db8::53]:53\""
+                    )))
+                }
+            },
+        };
+        return Ok((host, port, true));
+    }
+    match rest.rsplit_once(':') {
+        // Without brackets, more than one colon is an IPv6 address whose last group would be
+        // taken for a port: refuse rather than guess.
+        Some((host, _)) if host.contains(':') => Err(ParseError::new(format!(
+            "\"{text}\": write an IPv6 address in brackets, like \
+             \"[2001:db8::53]:53/udp\", so its colons are not read as a port"
+        ))),
+        Some((host, port)) => Ok((host, Some(port), false)),
+        None => Ok((rest, None, false)),
+    }
+}
+
+/// The host of a destination: an address block, or else a name pattern. Brackets are for IPv6
+/// only, so a bracketed name or IPv4 address is an error.
+fn destination_host(host: &str, bracketed: bool, text: &str) -> Result<Host, ParseError> {
+    match parse_net(host)? {
+        Some(net @ IpNet::V6(_)) if bracketed => Ok(Host::Net(net)),
+        _ if bracketed => Err(ParseError::new(format!(
+            "\"{text}\": brackets hold an IPv6 address or block, like \
+             \"[2001:db8::53]:53\"; write names and IPv4 without them"
+        ))),
+        Some(net) => Ok(Host::Net(net)),
+        None => Ok(Host::Name(host.parse()?)),
     }
 }
 
@@ -552,5 +565,127 @@ mod tests {
             let err = bad.parse::<Destination>().unwrap_err();
             assert!(err.0.contains(needle), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn destinations_display_canonically_and_parse_back() {
+        for (written, shown) in [
+            ("Hooks.Example.com.:443", "hooks.example.com:443"),
+            ("*.cdn.example.net", "*.cdn.example.net"),
+            ("198.51.100.0/24:443/TCP", "198.51.100.0/24:443/tcp"),
+            ("10.9.9.9", "10.9.9.9"),
+            ("[2001:db8::53]:53/udp", "[2001:db8::53]:53/udp"),
+            ("[2001:db8::/32]", "[2001:db8::/32]"),
+        ] {
+            let d: Destination = written.parse().unwrap();
+            assert_eq!(d.to_string(), shown, "{written}");
+            assert_eq!(shown.parse::<Destination>().unwrap(), d, "{shown}");
+        }
+        let single: Destination = "10.9.9.9".parse().unwrap();
+        assert_eq!(single.host, Host::Net("10.9.9.9/32".parse().unwrap()));
+        assert_eq!((single.port, single.transport), (None, None));
+        assert!("[10.0.0.1]:53"
+            .parse::<Destination>()
+            .unwrap_err()
+            .0
+            .contains("brackets hold"));
+    }
+
+    #[test]
+    fn server_endpoints_need_a_name_and_a_port() {
+        let s: ServerEndpoint = "License.Deepgram.com:443".parse().unwrap();
+        assert_eq!(
+            (s.host.to_string(), s.port),
+            ("license.deepgram.com".into(), 443)
+        );
+        assert_eq!(s.to_string(), "license.deepgram.com:443");
+        assert!("*.deepgram.com:443".parse::<ServerEndpoint>().is_ok());
+        for (bad, needle) in [
+            (
+                "license.deepgram.com",
+                "needs a port, like \"license.deepgram.com:443\"",
+            ),
+            ("203.0.113.10:443", "is an address"),
+            ("203.0.113.10", "is an address"),
+            ("[2001:db8::1]:443", "is an address"),
+            ("license.deepgram.com:0", "port 0"),
+            ("license.deepgram.com:", "empty port"),
+            (":443", "empty"),
+        ] {
+            let err = bad.parse::<ServerEndpoint>().unwrap_err();
+            assert!(err.0.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn resolvers_with_and_without_port() {
+        let r = |s: &str| s.parse::<Resolver>().unwrap();
+        assert_eq!(r("10.0.0.53").port, None);
+        assert_eq!(r("10.0.0.53:53").port, Some(53));
+        assert_eq!(r("[fd00::53]:5353").port, Some(5353));
+        assert_eq!(r("[fd00::53]").port, None);
+        assert_eq!(r("fd00::53").ip, "fd00::53".parse::<IpAddr>().unwrap());
+        assert_eq!(r("[fd00::53]:53").to_string(), "[fd00::53]:53");
+        assert_eq!(r("[fd00::53]").to_string(), "fd00::53");
+        assert!("10.0.0.53:0"
+            .parse::<Resolver>()
+            .unwrap_err()
+            .0
+            .contains("port 0"));
+        assert!("dns.example"
+            .parse::<Resolver>()
+            .unwrap_err()
+            .0
+            .contains("matched by address"));
+    }
+
+    #[test]
+    fn addresses_blocks_and_sockets() {
+        assert_eq!(parse_net("example.com"), Ok(None));
+        assert_eq!(
+            parse_net("10.0.0.1").unwrap(),
+            Some("10.0.0.1/32".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("fc00::/7").unwrap(),
+            Some("fc00::/7".parse().unwrap())
+        );
+        // A set host bit is refused, naming both readings.
+        let err = parse_net("10.0.0.1/8").unwrap_err().0;
+        assert!(
+            err.contains("\"10.0.0.0/8\"") && err.contains("\"10.0.0.1\""),
+            "{err}"
+        );
+        assert!(parse_net("10.0.0.0/33")
+            .unwrap_err()
+            .0
+            .contains("not a CIDR"));
+        assert_eq!(
+            parse_socket("[fd00::5]:8443", 8443).unwrap(),
+            "[fd00::5]:8443".parse().unwrap()
+        );
+        // The example in the message uses the port of the list being read.
+        assert!(parse_socket("192.0.2.5", 3128)
+            .unwrap_err()
+            .0
+            .contains("\"192.0.2.5:3128\""));
+        assert!(parse_socket("proxy.example:3128", 3128)
+            .unwrap_err()
+            .0
+            .contains("\"192.0.2.5:3128\""));
+    }
+
+    #[test]
+    fn values_serialise_as_their_canonical_strings() {
+        let p: NamePattern = serde_json::from_str("\"*.Example.COM.\"").unwrap();
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"*.example.com\"");
+        let d: Destination = serde_json::from_str("\"[2001:DB8::53]:53/UDP\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            "\"[2001:db8::53]:53/udp\""
+        );
+        // A malformed string is refused with the parse message, not silently kept.
+        let err = serde_json::from_str::<NamePattern>("\"a*.example.com\"").unwrap_err();
+        assert!(err.to_string().contains("whole label"), "{err}");
     }
 }
