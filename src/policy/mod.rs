@@ -14,6 +14,15 @@
 //!
 //! Names are matched case-insensitively with a trailing dot ignored; in a [`NamePattern`] a `*`
 //! stands for exactly one DNS label.
+//!
+//! The module is split by idea, and everything public is re-exported here so callers name only
+//! `crate::policy::...`:
+//! - this file: the [`Policy`] model, its sections and the predicates the audit asks;
+//! - `patterns`: the value types (name patterns, servers, destinations, resolvers) with their
+//!   parsing, matching, display and serde;
+//! - `load`: the raw TOML layer, loading and validation, [`PolicyError`] with its
+//!   `file:line:column` messages, and [`DEFAULT_POLICY_TOML`], the only place defaults are
+//!   written (parsed once; keys a user file leaves out take their values from it).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -165,8 +174,9 @@ pub struct CapturePolicy {
     /// Largest dropped/seen packet ratio (0.0 to 1.0) that still allows a verdict.
     pub max_drop_ratio: f64,
 }
+
 // ---------------------------------------------------------------------------------------------
-// The policy
+// Serialised forms and predicates. Loading (`default_policy`, `from_toml`, `load`) is in load.rs.
 
 impl Policy {
     /// The policy as TOML with every key spelled out (no comments); it parses back to an equal
@@ -463,5 +473,55 @@ resolvers = ["10.0.0.53", "[fd00::53]:5353"]
         let d = Policy::default_policy();
         assert!(d.approved_resolver(ip("10.0.0.1"), 53));
         assert!(!d.approved_resolver(ip("8.8.8.8"), 53));
+    }
+
+    #[test]
+    fn mapped_ipv6_is_judged_as_its_ipv4_address() {
+        assert_eq!(unmap(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(unmap(ip("2001:db8::1")), ip("2001:db8::1"));
+        assert_eq!(unmap(ip("10.0.0.1")), ip("10.0.0.1"));
+        let p = parse(
+            r#"schema_version = 1
+[licensing]
+proxies = ["[::ffff:192.0.2.5]:8443"]
+[egress]
+allow = ["10.9.9.0/24:123/udp"]
+[names]
+"::ffff:203.0.113.10" = "license.deepgram.com"
+"#,
+        )
+        .unwrap();
+        // Either spelling, in the file or on the wire, finds the same entry.
+        assert_eq!(p.name_for(ip("203.0.113.10")), Some("license.deepgram.com"));
+        assert_eq!(
+            p.name_for(ip("::ffff:203.0.113.10")),
+            Some("license.deepgram.com")
+        );
+        assert!(p.license_proxy_at(ip("192.0.2.5"), 8443));
+        assert!(p.license_proxy_address(ip("::ffff:192.0.2.5")));
+        assert!(p.egress_allowed(None, ip("::ffff:10.9.9.9"), 123, true));
+        assert!(!p.egress_allowed(None, ip("::ffff:10.9.10.9"), 123, true));
+    }
+
+    #[test]
+    fn flow_config_takes_the_flows_section() {
+        let p = parse(
+            "schema_version = 1\n[flows]\ntcp_timeout_seconds = 120\nudp_timeout_seconds = 30\n\
+             icmp_timeout_seconds = 10\nmax_flows = 5000\n",
+        )
+        .unwrap();
+        let c = p.flow_config();
+        assert_eq!(
+            (
+                c.tcp_inactivity_secs,
+                c.udp_inactivity_secs,
+                c.icmp_inactivity_secs,
+                c.max_flows
+            ),
+            (120, 30, 10, 5000)
+        );
+        // What the policy does not cover keeps the flow table's own default.
+        let table = crate::flow::FlowConfig::default();
+        assert_eq!(c.close_linger_secs, table.close_linger_secs);
     }
 }
