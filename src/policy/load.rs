@@ -31,6 +31,9 @@ pub const DEFAULT_POLICY_TOML: &str = include_str!("../../policy/default.toml");
 /// Origin shown in errors about [`DEFAULT_POLICY_TOML`].
 const DEFAULT_ORIGIN: &str = "<built-in policy>";
 
+// ---------------------------------------------------------------------------------------------
+// Errors
+
 /// Why a policy could not be read. Each variant's message names the file, and all but `Io` the
 /// 1-based line and column, so a user can go straight to the mistake.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,7 @@ pub enum PolicyError {
     },
 }
 
+/// `key: ` before the message, or nothing for errors that concern no single key.
 fn key_prefix(key: &str) -> String {
     if key.is_empty() {
         String::new()
@@ -97,6 +101,9 @@ fn key_prefix(key: &str) -> String {
         format!("{key}: ")
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Loading, and the embedded default every omitted key falls back to
 
 impl Policy {
     /// The built-in policy, parsed from [`DEFAULT_POLICY_TOML`] (once per process, then cloned).
@@ -806,9 +813,13 @@ impl Cx<'_> {
     }
 }
 
+/// Counts are read as `u64`; on a 32-bit target a larger one saturates rather than wraps.
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Locating errors: byte offsets to lines, columns and key paths; serde's words to TOML's
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -1273,6 +1284,139 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("/nonexistent/policy.toml: cannot read"));
+    }
+
+    #[test]
+    fn the_embedded_text_parses_to_the_default_either_way() {
+        let default = Policy::default_policy();
+        assert_eq!(parse(DEFAULT_POLICY_TOML).unwrap(), default);
+        assert_eq!(
+            super::parse(DEFAULT_POLICY_TOML, DEFAULT_ORIGIN, None).unwrap(),
+            default
+        );
+    }
+
+    #[test]
+    fn omitted_keys_come_from_the_parsed_default_and_written_ones_win() {
+        let p = parse(
+            "schema_version = 1\n[licensing]\ncadence_seconds = 120\n[dns]\n\
+             resolvers = [\"10.0.0.53\"]\n[names]\n\"203.0.113.10\" = \"license.deepgram.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.licensing.cadence_seconds, 120);
+        assert_eq!(p.dns.resolvers.len(), 1);
+        assert_eq!(p.names.len(), 1);
+        // Everything not written is the default's, in the same section as written keys too.
+        let mut rest = p.clone();
+        rest.licensing.cadence_seconds = 60;
+        rest.dns.resolvers.clear();
+        rest.names.clear();
+        assert_eq!(rest, Policy::default_policy());
+        // An empty list written out is kept empty, not replaced by the default's.
+        let p = parse("schema_version = 1\n[transcription]\nhosted = []\n").unwrap();
+        assert!(p.transcription.hosted.is_empty());
+    }
+
+    #[test]
+    fn without_a_fallback_every_key_must_be_written() {
+        // Remove each key line of the embedded text in turn: read as the embedded default it
+        // is refused naming that key; read as a user file it takes the default's value.
+        let mut section = String::new();
+        let mut checked = 0;
+        for line in DEFAULT_POLICY_TOML.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            if key.starts_with('#') || key == "schema_version" {
+                continue;
+            }
+            let text = DEFAULT_POLICY_TOML.replacen(&format!("{line}\n"), "", 1);
+            let path = format!("{section}.{key}");
+            match super::parse(&text, DEFAULT_ORIGIN, None) {
+                Err(PolicyError::Invalid {
+                    line: 1,
+                    column: 1,
+                    key,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!(key, path);
+                    assert!(message.starts_with("missing;"), "{path}: {message}");
+                }
+                other => panic!("{path}: expected a missing-key error, got {other:?}"),
+            }
+            assert_eq!(parse(&text).unwrap(), Policy::default_policy(), "{path}");
+            checked += 1;
+        }
+        // Every key of every section but [names], which has none by default.
+        assert_eq!(checked, 28);
+        let err = super::parse("schema_version = 1\n", "<built-in policy>", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "<built-in policy>:1:1: network.internal: missing; the built-in policy must spell \
+             out every key, since omitted keys take their values from it"
+        );
+    }
+
+    #[test]
+    fn line_and_column_count_characters_from_one() {
+        let text = "ab\ncé d";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 2), (1, 3));
+        assert_eq!(line_column(text, 3), (2, 1));
+        // "é" is two bytes: the byte after it is column 3; inside it counts as its start.
+        assert_eq!(line_column(text, 6), (2, 3));
+        assert_eq!(line_column(text, 5), (2, 2));
+        // Past the end clamps to the end.
+        assert_eq!(line_column(text, 100), (2, 5));
+    }
+
+    #[test]
+    fn key_paths_name_the_smallest_enclosing_value() {
+        let text = "schema_version = 1\n[network]\ninternal = [\"a\", \"b\"]\n[names]\n\
+                    \"10.0.0.1\" = \"x\"\n";
+        let at = |needle: &str| key_path_at(text, text.find(needle).unwrap());
+        assert_eq!(at("\"b\"").as_deref(), Some("network.internal[1]"));
+        assert_eq!(at("internal").as_deref(), Some("network.internal"));
+        assert_eq!(at("\"x\"").as_deref(), Some("names.\"10.0.0.1\""));
+        assert_eq!(key_path_at("not = [toml", 3), None);
+        assert_eq!(quote_key("max_flows"), "max_flows");
+        assert_eq!(quote_key("a-b"), "a-b");
+        assert_eq!(quote_key("10.0.0.1"), "\"10.0.0.1\"");
+        assert_eq!(quote_key(""), "\"\"");
+    }
+
+    #[test]
+    fn serde_messages_are_rewritten_in_toml_words() {
+        assert_eq!(
+            friendly("unknown field `x`, expected `y`"),
+            "unknown key `x` (a typo?); the only key allowed here is `y`"
+        );
+        assert_eq!(
+            friendly("unknown field `x`, expected one of `y`, `z`"),
+            "unknown key `x` (a typo?); the keys allowed here are `y`, `z`"
+        );
+        assert_eq!(
+            friendly("invalid type: map, expected a sequence"),
+            "wrong type: table, expected an array, like [\"...\"]"
+        );
+        assert_eq!(
+            friendly("invalid type: string \"x\", expected i64"),
+            "wrong type: string \"x\", expected a whole number"
+        );
+        assert_eq!(
+            friendly("invalid type: integer `3`, expected struct RawLicensing"),
+            "wrong type: integer `3`, expected a table"
+        );
+        // Only whole phrases are rewritten: "map" inside quoted file text stays.
+        assert_eq!(
+            friendly("invalid type: string \"roadmap\", expected a map"),
+            "wrong type: string \"roadmap\", expected a table"
+        );
     }
 
     proptest! {
