@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use dg_audit::decode::{Decoder, Packet, TcpSegment, Transport};
+use dg_audit::decode::{Checksum, Decoder, Packet, TcpSegment, Transport};
 use dg_audit::flow::{FlowConfig, FlowTable};
 use dg_audit::inspect::{tls, Parse};
 use dg_audit::names::NameBook;
@@ -127,6 +127,8 @@ struct StoredPacket {
     ip_bytes: u32,
     vlan: Option<u16>,
     truncated: bool,
+    ttl: u8,
+    checksum: Checksum,
     l4: StoredL4,
     /// Payload range in the arena.
     payload: (usize, usize),
@@ -240,6 +242,8 @@ impl Decoded {
             ip_bytes: pkt.ip_bytes,
             vlan: pkt.vlan,
             truncated: pkt.truncated,
+            ttl: pkt.ttl,
+            checksum: pkt.checksum,
             l4,
             payload: (start, self.arena.len()),
         });
@@ -301,6 +305,8 @@ impl Decoded {
             ip_bytes: p.ip_bytes,
             vlan: p.vlan,
             truncated: p.truncated,
+            ttl: p.ttl,
+            checksum: p.checksum,
             transport,
         }
     }

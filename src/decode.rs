@@ -97,7 +97,43 @@ pub struct Packet<'a> {
     pub vlan: Option<u16>,
     /// The frame was cut by the snaplen somewhere inside this packet.
     pub truncated: bool,
+    /// IPv4 TTL or IPv6 hop limit as captured.
+    pub ttl: u8,
+    /// Whether the IPv4 header and transport checksums hold.
+    pub checksum: Checksum,
     pub transport: Transport<'a>,
+}
+
+/// What the checksums of a packet say. Bad checksums are normal on captures taken on a host whose
+/// NIC fills them in (checksum offload), and a classic evasion otherwise (the receiver drops the
+/// packet, a monitor that ignores checksums does not): dg-audit keeps such packets, counts them,
+/// and never prefers them over a good copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// Every checksum the packet carries was verified and holds.
+    Good,
+    /// The IPv4 header checksum or the TCP/UDP/ICMP checksum is wrong.
+    Bad,
+    /// Not verifiable: the snaplen cut the packet, or the protocol carries none dg-audit checks.
+    Unverified,
+}
+
+/// Checksum counters, by what failed (RFC 791, 793, 768, 792 and RFC 8200 section 8.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumStats {
+    pub bad_ipv4_header: u64,
+    pub bad_tcp: u64,
+    pub bad_udp: u64,
+    pub bad_icmp: u64,
+    /// Packets whose transport checksum could not be verified (cut by the snaplen).
+    pub unverified: u64,
+}
+
+impl ChecksumStats {
+    /// Packets with any bad checksum.
+    pub fn bad(&self) -> u64 {
+        self.bad_ipv4_header + self.bad_tcp + self.bad_udp + self.bad_icmp
+    }
 }
 
 /// Why a frame produced no packet.
@@ -144,6 +180,9 @@ pub struct DecodeStats {
     pub reassembled_datagrams: u64,
     /// Frames without a packet, by reason.
     pub skipped: std::collections::BTreeMap<SkipReason, u64>,
+    /// Packets whose checksums do not hold (they are kept, as `zeek -C` keeps them).
+    #[serde(default)]
+    pub checksums: ChecksumStats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,6 +198,8 @@ struct FragState {
     first_ts: i64,
     /// IP header length of the offset-0 fragment (for the reassembled datagram's ip_bytes).
     header_len: u32,
+    /// TTL or hop limit of the offset-0 fragment.
+    ttl: u8,
     vlan: Option<u16>,
 }
 
@@ -206,7 +247,7 @@ impl Decoder {
             LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
             _ => None,
         });
-        let (src, dst, ip_bytes, header_len, payload) = match &sliced.net {
+        let (src, dst, ip_bytes, header_len, payload, ttl, header_ok) = match &sliced.net {
             Some(LaxNetSlice::Ipv4(v4)) => {
                 let h = v4.header();
                 (
@@ -215,16 +256,20 @@ impl Decoder {
                     h.total_len() as u32,
                     h.ihl() as u32 * 4,
                     v4.payload().clone(),
+                    h.ttl(),
+                    checksum_holds(0, h.slice()),
                 )
             }
             Some(LaxNetSlice::Ipv6(v6)) => {
                 let h = v6.header();
                 (
                     IpAddr::V6(h.source_addr()),
-                    IpAddr::V6(h.destination_addr()),
+                    IpAddr::V6(final_destination(v6).unwrap_or(h.destination_addr())),
                     h.payload_length() as u32 + 40,
                     40 + v6.extensions().slice().len() as u32,
                     v6.payload().clone(),
+                    h.hop_limit(),
+                    true,
                 )
             }
             Some(LaxNetSlice::Arp(_)) => return self.skip(SkipReason::NotIp),
@@ -241,7 +286,7 @@ impl Decoder {
         // IP payload length on the wire; falls back to what was captured when the header lies.
         let wire_ip_payload = ip_bytes.saturating_sub(header_len);
         if payload.fragmented {
-            return self.fragment(frame, &sliced, vlan, header_len, sink);
+            return self.fragment(frame, &sliced, vlan, (header_len, ttl), sink);
         }
         let transport = match &sliced.transport {
             Some(t) => transport_of(t, wire_ip_payload),
@@ -251,6 +296,8 @@ impl Decoder {
             },
         };
         self.stats.packets += 1;
+        let complete = !cut && payload.payload.len() as u32 == wire_ip_payload;
+        let checksum = self.verify(header_ok, (src, dst), &transport, payload.payload, complete);
         sink(&Packet {
             ts_nanos: frame.ts_nanos,
             src,
@@ -259,8 +306,60 @@ impl Decoder {
             ip_bytes,
             vlan,
             truncated: cut,
+            ttl,
+            checksum,
             transport,
         });
+    }
+
+    /// Verifies the transport checksum over the captured IP payload (when all of it was captured)
+    /// and combines it with the IPv4 header's; counts what failed.
+    fn verify(
+        &mut self,
+        header_ok: bool,
+        (src, dst): (IpAddr, IpAddr),
+        transport: &Transport<'_>,
+        ip_payload: &[u8],
+        complete: bool,
+    ) -> Checksum {
+        let c = &mut self.stats.checksums;
+        if !header_ok {
+            c.bad_ipv4_header += 1;
+        }
+        let transport_ok = match transport {
+            Transport::Other { .. } => None,
+            _ if !complete => {
+                c.unverified += 1;
+                None
+            }
+            Transport::Udp { .. } if ip_payload.get(6..8) == Some(&[0, 0]) && src.is_ipv4() => {
+                None // RFC 768: zero means the sender computed no checksum (IPv4 only).
+            }
+            Transport::Icmp { v6: false, .. } => Some(checksum_holds(0, ip_payload)),
+            Transport::Tcp(_) | Transport::Udp { .. } | Transport::Icmp { .. } => {
+                let proto = match transport {
+                    Transport::Tcp(_) => 6,
+                    Transport::Udp { .. } => 17,
+                    _ => 58,
+                };
+                Some(checksum_holds(
+                    pseudo_header_sum(src, dst, proto, ip_payload.len()),
+                    ip_payload,
+                ))
+            }
+        };
+        if transport_ok == Some(false) {
+            match transport {
+                Transport::Tcp(_) => c.bad_tcp += 1,
+                Transport::Udp { .. } => c.bad_udp += 1,
+                _ => c.bad_icmp += 1,
+            }
+        }
+        match (header_ok, transport_ok) {
+            (false, _) | (_, Some(false)) => Checksum::Bad,
+            (true, Some(true)) => Checksum::Good,
+            (true, None) => Checksum::Unverified,
+        }
     }
 
     fn fragment(
@@ -268,7 +367,7 @@ impl Decoder {
         frame: &Frame<'_>,
         sliced: &LaxSlicedPacket<'_>,
         vlan: Option<u16>,
-        header_len: u32,
+        (header_len, ttl): (u32, u8),
         sink: &mut impl FnMut(&Packet<'_>),
     ) {
         let now = frame.ts_nanos;
@@ -327,10 +426,12 @@ impl Decoder {
             buf: IpDefragBuf::new(ip_number, Vec::new(), Vec::new()),
             first_ts: now,
             header_len,
+            ttl,
             vlan,
         });
         if offset == IpFragOffset::ZERO {
             state.header_len = header_len;
+            state.ttl = ttl;
             state.vlan = vlan;
         }
         if state.buf.add(offset, more, payload).is_err() {
@@ -350,6 +451,8 @@ impl Decoder {
         };
         self.stats.packets += 1;
         self.stats.reassembled_datagrams += 1;
+        // Each fragment's IPv4 header checksum is not kept; the datagram's transport checksum is.
+        let checksum = self.verify(true, (key.src, key.dst), &transport, &data, true);
         sink(&Packet {
             ts_nanos: now,
             src: key.src,
@@ -358,6 +461,8 @@ impl Decoder {
             ip_bytes: state.header_len + wire_len,
             vlan: state.vlan,
             truncated: false,
+            ttl: state.ttl,
+            checksum,
             transport,
         });
     }
@@ -501,5 +606,177 @@ fn transport_from_payload(proto: u8, payload: &[u8], wire_len: u32) -> Option<Tr
         _ => Some(Transport::Other {
             wire_payload_len: wire_len,
         }),
+    }
+}
+
+/// The final destination of an IPv6 packet with a Routing header that still has segments left
+/// (RFC 8200 section 8.1: the transport checksum covers it; Zeek and tshark key flows on it):
+/// the last address of a type 0 (RFC 2460) or type 2 (RFC 6275) header, or Segment List[0] of a
+/// Segment Routing header (type 4, RFC 8754). `None` when the header's destination is final.
+fn final_destination(v6: &etherparse::LaxIpv6Slice<'_>) -> Option<std::net::Ipv6Addr> {
+    let routing = v6.extensions().clone().into_iter().find_map(|e| match e {
+        etherparse::Ipv6ExtensionSlice::Routing(r) => Some(r),
+        _ => None,
+    })?;
+    let bytes = routing.slice();
+    let (routing_type, segments_left) = (*bytes.get(2)?, *bytes.get(3)?);
+    if segments_left == 0 {
+        return None;
+    }
+    let address = |at: usize| -> Option<std::net::Ipv6Addr> {
+        let raw: [u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
+        Some(raw.into())
+    };
+    match routing_type {
+        0 | 2 => {
+            let count = (bytes.len() - 8) / 16;
+            address(8 + (count.checked_sub(1)?) * 16)
+        }
+        4 => address(8),
+        _ => None,
+    }
+}
+
+/// The one's-complement sum (RFC 1071) of an IPv4 or IPv6 pseudo-header (RFC 793 section 3.1,
+/// RFC 8200 section 8.1), to be continued over the transport segment.
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u64 {
+    let mut sum = u64::from(proto) + len as u64;
+    for addr in [src, dst] {
+        match addr {
+            IpAddr::V4(a) => sum += ones_complement_sum(&a.octets()),
+            IpAddr::V6(a) => sum += ones_complement_sum(&a.octets()),
+        }
+    }
+    sum
+}
+
+/// True when the Internet checksum over `bytes` (which include their checksum field), started
+/// from `initial`, holds: the folded one's-complement sum is all ones.
+///
+/// By hand because etherparse computes checksums only from owned headers it would first have to
+/// build; this sums the captured bytes in place, eight at a time.
+fn checksum_holds(initial: u64, bytes: &[u8]) -> bool {
+    let mut sum = initial + ones_complement_sum(bytes);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
+/// Sum of `bytes` as big-endian 16-bit words (an odd last byte padded with zero), not yet folded.
+fn ones_complement_sum(bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut sum: u64 = 0;
+    for c in &mut chunks {
+        let word = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Add the two 32-bit halves: carries stay in the upper bits and fold away later.
+        sum += (word >> 32) + (word & 0xffff_ffff);
+    }
+    let mut rest = chunks.remainder().chunks(2);
+    for pair in &mut rest {
+        let hi = u64::from(pair[0]) << 8;
+        sum += hi | pair.get(1).map_or(0, |&b| u64::from(b));
+    }
+    // Fold the 32-bit halves' sums to 16-bit words (equal mod 0xffff).
+    (sum >> 48) + ((sum >> 32) & 0xffff) + ((sum >> 16) & 0xffff) + (sum & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn frame(data: &[u8]) -> Frame<'_> {
+        Frame {
+            ts_nanos: 1_700_000_000_000_000_000,
+            link_type: 1,
+            data,
+            wire_len: data.len() as u32,
+            file_index: 0,
+            interface: 0,
+            has_ts: true,
+        }
+    }
+
+    fn decode_one(data: &[u8]) -> (Option<(Checksum, u8)>, DecodeStats) {
+        let mut decoder = Decoder::new();
+        let mut got = None;
+        decoder.decode(&frame(data), &mut |p| got = Some((p.checksum, p.ttl)));
+        (got, decoder.stats().clone())
+    }
+
+    fn tcp_v4(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 10], [203, 0, 113, 10], 1)
+            .tcp(40000, 443, 1000, 64000)
+            .write(&mut out, payload)
+            .expect("build");
+        out
+    }
+
+    #[test]
+    fn good_checksums_hold_and_a_flipped_byte_is_counted() {
+        for len in [0, 1, 7, 8, 9, 1000, 1001] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut data = tcp_v4(&payload);
+            assert_eq!(decode_one(&data).0, Some((Checksum::Good, 1)), "len {len}");
+            if len > 0 {
+                *data.last_mut().expect("payload") ^= 0x40;
+                let (got, stats) = decode_one(&data);
+                assert_eq!(got, Some((Checksum::Bad, 1)), "len {len}");
+                assert_eq!(stats.checksums.bad_tcp, 1);
+                assert_eq!(stats.checksums.bad(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_ipv4_header_checksum_is_its_own_count() {
+        let mut data = tcp_v4(b"hello");
+        data[14 + 8] ^= 0x01; // the TTL byte, covered by the header checksum only
+        let (got, stats) = decode_one(&data);
+        assert_eq!(got.map(|g| g.0), Some(Checksum::Bad));
+        assert_eq!(stats.checksums.bad_ipv4_header, 1);
+        assert_eq!(stats.checksums.bad_tcp, 0);
+    }
+
+    #[test]
+    fn udp_over_ipv6_and_zero_udp_checksum_over_ipv4() {
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb],
+                255,
+            )
+            .udp(5353, 5353)
+            .write(&mut v6, b"mdns")
+            .expect("build");
+        assert_eq!(decode_one(&v6).0, Some((Checksum::Good, 255)));
+        let mut v4 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 10], [192, 0, 2, 53], 64)
+            .udp(40000, 53)
+            .write(&mut v4, b"query")
+            .expect("build");
+        v4[14 + 20 + 6] = 0;
+        v4[14 + 20 + 7] = 0;
+        assert_eq!(decode_one(&v4).0, Some((Checksum::Unverified, 64)));
+    }
+
+    #[test]
+    fn a_snaplen_cut_packet_is_unverified() {
+        let data = tcp_v4(&[0xab; 200]);
+        let mut decoder = Decoder::new();
+        let mut got = None;
+        let f = Frame {
+            data: &data[..100],
+            wire_len: data.len() as u32,
+            ..frame(&data)
+        };
+        decoder.decode(&f, &mut |p| got = Some(p.checksum));
+        assert_eq!(got, Some(Checksum::Unverified));
+        assert_eq!(decoder.stats().checksums.unverified, 1);
     }
 }

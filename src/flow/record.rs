@@ -198,6 +198,16 @@ pub struct FlowRecord {
     pub orig_ip_bytes: u64,
     pub resp_pkts: u64,
     pub resp_ip_bytes: u64,
+    /// Highest IPv4 TTL / IPv6 hop limit of the originator's packets (1 to a multicast group: the
+    /// packets cannot leave the link).
+    #[serde(default)]
+    pub orig_max_ttl: u8,
+    /// Originator packets whose IPv4 header or transport checksum was wrong (kept, as `zeek -C`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orig_bad_checksums: u64,
+    /// Responder packets whose IPv4 header or transport checksum was wrong.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resp_bad_checksums: u64,
     /// The flow was first seen without its opening SYN: bytes are counted, the start is unknown.
     pub midstream: bool,
     /// Outermost VLAN id of the flow's first packet, if tagged.
@@ -216,6 +226,10 @@ pub struct FlowRecord {
     pub secrets: Vec<SecretSighting>,
     /// Per-minute traffic; sums equal the totals above.
     pub minutes: Vec<MinuteSlice>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FlowRecord {
@@ -249,6 +263,9 @@ pub(crate) fn test_record() -> FlowRecord {
         orig_ip_bytes: 0,
         resp_pkts: 0,
         resp_ip_bytes: 0,
+        orig_max_ttl: 64,
+        orig_bad_checksums: 0,
+        resp_bad_checksums: 0,
         midstream: false,
         vlan: None,
         end_reason: EndReason::Closed,

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use hashlink::LinkedHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{tcp_flags, Packet, Transport as L4};
+use crate::decode::{tcp_flags, Checksum, Packet, Transport as L4};
 use crate::flow::app::{AppEvent, AppState};
 use crate::flow::record::{ConnState, EndReason, FlowRecord, MinuteSlice, Transport};
 use crate::flow::tcp::TcpConn;
@@ -102,6 +102,10 @@ struct Flow {
     vlan: Option<u16>,
     pkts: [u64; 2],
     ip_bytes: [u64; 2],
+    /// Packets whose IPv4 header or transport checksum did not hold.
+    bad_checksums: [u64; 2],
+    /// Highest TTL / hop limit seen (a multicast flow sent only with 1 never leaves the link).
+    max_ttl: [u8; 2],
     /// UDP/ICMP payload bytes (TCP uses sequence spans).
     payload: [u64; 2],
     tcp: Option<Box<TcpConn>>,
@@ -310,6 +314,10 @@ impl FlowTable {
             return;
         };
         let dir = usize::from(flow.orig != src);
+        flow.max_ttl[dir] = flow.max_ttl[dir].max(pkt.ttl);
+        if pkt.checksum == Checksum::Bad {
+            flow.bad_checksums[dir] += 1;
+        }
         let names = &mut self.names;
         let mut on_event = |event: AppEvent<'_>| match event {
             AppEvent::Dns(msg) => names.observe_dns(msg, now),
@@ -417,6 +425,8 @@ impl FlowTable {
             vlan: pkt.vlan,
             pkts: [0; 2],
             ip_bytes: [0; 2],
+            bad_checksums: [0; 2],
+            max_ttl: [0; 2],
             payload: [0; 2],
             tcp: (proto == Transport::Tcp).then(|| Box::new(TcpConn::new(flip))),
             midstream,
@@ -570,6 +580,9 @@ impl FlowTable {
             orig_ip_bytes: flow.ip_bytes[0],
             resp_pkts: flow.pkts[1],
             resp_ip_bytes: flow.ip_bytes[1],
+            orig_max_ttl: flow.max_ttl[0],
+            orig_bad_checksums: flow.bad_checksums[0],
+            resp_bad_checksums: flow.bad_checksums[1],
             midstream: flow.midstream,
             vlan: flow.vlan,
             end_reason: reason,
@@ -652,6 +665,8 @@ mod tests {
             ip_bytes: 60,
             vlan: None,
             truncated: false,
+            ttl: 64,
+            checksum: crate::decode::Checksum::Good,
             transport: L4::Tcp(TcpSegment {
                 src_port: sport,
                 dst_port: 443,
