@@ -6,6 +6,7 @@ pub mod classify;
 pub mod controls;
 pub mod document;
 pub mod minutes;
+pub mod scope;
 
 pub use document::*;
 

@@ -219,6 +219,7 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
     internal: Option<Vec<Str>>,
+    site_scope_is_local: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -497,7 +498,15 @@ impl Cx<'_> {
                 ))),
             },
         )?;
-        Ok(Network { internal })
+        let site_scope_is_local = self.flag(
+            raw.site_scope_is_local,
+            "network.site_scope_is_local",
+            |p| p.network.site_scope_is_local,
+        )?;
+        Ok(Network {
+            internal,
+            site_scope_is_local,
+        })
     }
 
     fn licensing(&self, raw: RawLicensing) -> Result<Licensing, PolicyError> {
@@ -969,8 +978,7 @@ mod tests {
                 "172.16.0.0/12",
                 "192.168.0.0/16",
                 "fc00::/7",
-                "fe80::/10",
-                "192.0.2.0/24"
+                "fe80::/10"
             ]
         );
         let servers: Vec<String> = p.licensing.servers.iter().map(|s| s.to_string()).collect();
@@ -1353,7 +1361,7 @@ mod tests {
             checked += 1;
         }
         // Every key of every section but [names], which has none by default.
-        assert_eq!(checked, 28);
+        assert_eq!(checked, 29);
         let err = super::parse("schema_version = 1\n", "<built-in policy>", None).unwrap_err();
         assert_eq!(
             err.to_string(),

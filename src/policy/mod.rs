@@ -79,6 +79,14 @@ pub struct Policy {
 pub struct Network {
     /// Traffic leaving these blocks is egress.
     pub internal: Vec<IpNet>,
+    /// Multicast scoped to the site or organisation (IPv4 239.0.0.0/8, IPv6 scopes 3 to 8) never
+    /// leaves it, as link-scoped traffic never leaves the link (see `audit::scope`).
+    #[serde(default = "yes")]
+    pub site_scope_is_local: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[licensing]`: where licensing goes and how much, how long and how often it may talk.
