@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::classify::Classified;
+use crate::units::{minute_start_secs, rfc3339, NANOS};
 
 /// Licensing egress of one source in one minute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +43,9 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
     let mut series: BTreeMap<(i64, IpAddr), LicensingMinute> = BTreeMap::new();
     for c in flows.iter().filter(|c| c.is_licensing_egress()) {
         let f = c.flow;
-        let opened = f.ts_nanos.div_euclid(60_000_000_000) * 60;
+        // The minute the connection opened in: its first packet's, drawn as the flow table draws
+        // the slices, so the two can be compared.
+        let opened = minute_start_secs(f.ts_nanos);
         for m in &f.minutes {
             if m.orig_pkts == 0 && m.start != opened {
                 continue;
@@ -50,7 +53,7 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
             let entry = series
                 .entry((m.start, f.orig_h))
                 .or_insert_with(|| LicensingMinute {
-                    start: crate::units::rfc3339(m.start * crate::units::NANOS),
+                    start: rfc3339(m.start * NANOS),
                     start_ts: m.start,
                     source: f.orig_h,
                     egress_ip_bytes: 0,
