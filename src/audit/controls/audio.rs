@@ -127,3 +127,121 @@ fn speech_bound(licensing: &Licensing) -> String {
         _ => "no licensing traffic to bound".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, flow, licensing, policy, slice, T0};
+    use super::*;
+    use crate::audit::minutes::{licensing_minutes, stats};
+    use crate::audit::{audio_bounds, Timestamp};
+    use crate::flow::record::HttpSummary;
+    use crate::flow::FlowRecord;
+
+    fn run(flows: &[FlowRecord]) -> ControlResult {
+        let p = policy("");
+        assert_eq!(p.audio.sustained_upload_bytes_per_minute, 60_000);
+        audio(&classified(flows, &p), &p, &Licensing::default())
+    }
+
+    #[test]
+    fn small_licensing_passes_with_the_speech_bound() {
+        let p = policy("");
+        let flows = [licensing("CLic", T0, 1500)];
+        let c = classified(&flows, &p);
+        let per_minute = licensing_minutes(&c);
+        let ip = stats(&per_minute, |m| m.egress_ip_bytes);
+        let measured = Licensing {
+            audio_bound: audio_bounds(&[6.0], &ip),
+            ip_bytes_per_minute: ip,
+            per_minute,
+            ..Licensing::default()
+        };
+        let r = audio(&c, &p, &measured);
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert!(r.evidence.is_empty());
+        assert_eq!(
+            r.summary,
+            "no audio-shaped egress; at the measured p99 of 1.5 KB per minute the licensing \
+             channel could carry at most 2.0 s of 6 kbit/s speech per minute (max minute 1.5 KB: \
+             2.0 s)"
+        );
+        assert_eq!(
+            run(&flows).summary,
+            "no audio-shaped egress; no licensing traffic to bound"
+        );
+    }
+
+    #[test]
+    fn a_websocket_to_hosted_transcription_is_a_violation() {
+        let mut ws = flow("CWs", T0, Some("api.deepgram.com"));
+        ws.orig_bytes = 1_200_000;
+        ws.orig_ip_bytes = 1_250_000;
+        ws.http = vec![HttpSummary {
+            method: "GET".into(),
+            target: "/v1/listen".into(),
+            host: Some("api.deepgram.com".into()),
+            content_length: None,
+            websocket: true,
+            status: Some(101),
+        }];
+        let r = run(&[ws]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert_eq!(
+            e.what,
+            "WebSocket GET /v1/listen to hosted transcription api.deepgram.com (203.0.113.10:443): 1.2 MB uploaded"
+        );
+        assert_eq!(e.flow_uids, ["CWs"]);
+        assert_eq!(e.bytes, Some(1_250_000));
+        assert_eq!(e.ts, Some(Timestamp(T0)));
+    }
+
+    #[test]
+    fn a_licensing_minute_of_exactly_the_threshold_is_audio_sized() {
+        // Current rule: `>=` the threshold (policy text says "above"; see the split's report).
+        assert_eq!(
+            run(&[licensing("CUnder", T0, 59_999)]).verdict,
+            ControlVerdict::Pass
+        );
+        let r = run(&[licensing("CAt", T0, 60_000)]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(
+            r.evidence[0].what,
+            "60.0 KB of licensing egress to license.deepgram.com (203.0.113.10:443) in the minute \
+             from 2023-11-14T22:14:00.000000Z: enough for 2 s of 16 kHz PCM speech"
+        );
+        assert_eq!(r.evidence[0].flow_uids, ["CAt"]);
+        assert_eq!(r.evidence[0].bytes, Some(60_000));
+    }
+
+    #[test]
+    fn sustained_uploads_need_two_consecutive_minutes_at_the_threshold() {
+        let upload = |uid: &str, second_start: i64, second_bytes: u64| {
+            let mut f = flow(uid, T0, None);
+            let mut a = slice(1_700_000_040, 0);
+            a.orig_bytes = 60_000;
+            let mut b = slice(second_start, 0);
+            b.orig_bytes = second_bytes;
+            f.minutes = vec![a, b];
+            f.orig_bytes = 60_000 + second_bytes;
+            f
+        };
+        let r = run(&[upload("CSustained", 1_700_000_100, 60_000)]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(
+            r.evidence[0].what,
+            "sustained upload to 203.0.113.10:443: 120.0 KB over 2 minute(s)"
+        );
+        assert_eq!(r.evidence[0].flow_uids, ["CSustained"]);
+        // A minute apart, or one byte short in the second minute: not sustained.
+        assert_eq!(
+            run(&[upload("CApart", 1_700_000_160, 60_000)]).verdict,
+            ControlVerdict::Pass
+        );
+        assert_eq!(
+            run(&[upload("CShort", 1_700_000_100, 59_999)]).verdict,
+            ControlVerdict::Pass
+        );
+    }
+}

@@ -239,3 +239,193 @@ fn failure(c: &Classified<'_>, policy: &Policy) -> Option<String> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, flow, licensing, pass, policy, T0};
+    use super::*;
+    use crate::flow::record::DnsSummary;
+    use crate::flow::FlowRecord;
+
+    const SOURCE: &str = "192.0.2.10";
+    /// Default cadence (60 s) plus default tolerance (15 s).
+    const LATE: i64 = 75 * NANOS;
+
+    /// Check-ins of [`SOURCE`] at `T0` and then after each interval, uids `C0`, `C1`, ...
+    fn checkins(intervals: &[i64]) -> BTreeMap<IpAddr, Vec<(i64, String)>> {
+        let mut at = T0;
+        let mut times = vec![(at, "C0".to_string())];
+        for (i, step) in intervals.iter().enumerate() {
+            at += step;
+            times.push((at, format!("C{}", i + 1)));
+        }
+        BTreeMap::from([(SOURCE.parse().unwrap(), times)])
+    }
+
+    /// CADENCE over `flows` and check-ins, in a capture ending `tail` after the last check-in.
+    fn run(
+        flows: &[FlowRecord],
+        checkins: &BTreeMap<IpAddr, Vec<(i64, String)>>,
+        tail: i64,
+    ) -> ControlResult {
+        let p = policy("");
+        assert_eq!(
+            (
+                p.licensing.cadence_seconds,
+                p.licensing.cadence_tolerance_seconds
+            ),
+            (60, 15)
+        );
+        let last = checkins.values().flatten().map(|t| t.0).max().unwrap_or(T0);
+        cadence(
+            &classified(flows, &p),
+            &pass(T0, last + tail, 10),
+            &p,
+            checkins,
+        )
+    }
+
+    #[test]
+    fn median_gaps_and_silence_of_exactly_cadence_plus_tolerance_are_on_time() {
+        let r = run(&[], &checkins(&[LATE, LATE, LATE]), LATE);
+        assert_eq!(r.verdict, ControlVerdict::Pass, "{:?}", r.evidence);
+        assert!(r.evidence.is_empty());
+        assert_eq!(
+            r.summary,
+            "192.0.2.10: 4 check-ins, median interval 75.0 s (MAD 0.0 s, Bowley skew 0.00)"
+        );
+    }
+
+    #[test]
+    fn a_median_a_nanosecond_over_the_tolerance_is_a_finding() {
+        let r = run(&[], &checkins(&[LATE + 1, LATE + 1, LATE + 1]), 0);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(
+            r.evidence[0].what,
+            "192.0.2.10 checks in every 75.0 s, not every 60 s"
+        );
+        assert_eq!(r.evidence[0].source.as_deref(), Some(SOURCE));
+        // Every interval is also a late gap.
+        assert_eq!(r.evidence.len(), 4);
+    }
+
+    #[test]
+    fn a_median_under_the_cadence_by_exactly_the_tolerance_is_on_time() {
+        let at = run(&[], &checkins(&[45 * NANOS, 45 * NANOS]), 0);
+        assert_eq!(at.verdict, ControlVerdict::Pass);
+        let under = run(&[], &checkins(&[45 * NANOS - 1, 45 * NANOS - 1]), 0);
+        assert_eq!(under.verdict, ControlVerdict::Finding);
+        assert_eq!(under.evidence.len(), 1);
+        assert_eq!(
+            under.evidence[0].what,
+            "192.0.2.10 checks in every 45.0 s, not every 60 s"
+        );
+    }
+
+    #[test]
+    fn one_gap_a_nanosecond_over_is_a_finding_with_both_check_ins() {
+        let on_time = run(&[], &checkins(&[60 * NANOS, 60 * NANOS, LATE]), 0);
+        assert_eq!(on_time.verdict, ControlVerdict::Pass);
+        let r = run(&[], &checkins(&[60 * NANOS, 60 * NANOS, LATE + 1]), 0);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        // The median is still 60 s: the gap is the only finding.
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert_eq!(
+            e.what,
+            "192.0.2.10: 75 s without a check-in (from 2023-11-14T22:16:00.000000Z to \
+             2023-11-14T22:17:15.000000Z): no failed attempt seen in the capture"
+        );
+        assert_eq!(e.flow_uids, ["C2", "C3"]);
+        assert_eq!(e.ts, Some(Timestamp(T0 + 120 * NANOS)));
+        assert_eq!(e.source.as_deref(), Some(SOURCE));
+    }
+
+    #[test]
+    fn silence_a_nanosecond_over_at_the_end_is_overdue() {
+        let on_time = run(&[], &checkins(&[]), LATE);
+        assert_eq!(on_time.verdict, ControlVerdict::Pass);
+        assert_eq!(on_time.summary, "192.0.2.10: 1 check-in");
+        let r = run(&[], &checkins(&[]), LATE + 1);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert_eq!(
+            e.what,
+            "192.0.2.10: no check-in in the last 75 s of the capture (overdue)"
+        );
+        assert_eq!(e.flow_uids, ["C0"]);
+        assert_eq!(e.ts, Some(Timestamp(T0)));
+    }
+
+    #[test]
+    fn no_check_in_is_a_finding_only_in_a_capture_longer_than_cadence_plus_tolerance() {
+        let mut syn = licensing("CSyn", T0 + 10 * NANOS, 180);
+        syn.conn_state = ConnState::S0;
+        syn.resp_bytes = 0;
+        let flows = [syn];
+        let none = BTreeMap::new();
+        let short = run(&flows, &none, LATE);
+        assert_eq!(short.verdict, ControlVerdict::NotApplicable);
+        assert_eq!(
+            short.summary,
+            "no licensing check-in seen in 75 s of capture"
+        );
+        let long = run(&flows, &none, LATE + 1);
+        assert_eq!(long.verdict, ControlVerdict::Finding);
+        assert_eq!(long.evidence.len(), 1);
+        assert_eq!(
+            long.evidence[0].what,
+            "192.0.2.10 at 2023-11-14T22:14:10.000000Z: SYN unanswered"
+        );
+        assert_eq!(long.evidence[0].flow_uids, ["CSyn"]);
+        assert_eq!(long.evidence[0].bytes, Some(180));
+    }
+
+    #[test]
+    fn a_gap_names_the_failed_attempts_inside_it() {
+        let mut refused = licensing("CRefused", T0 + 70 * NANOS, 120);
+        refused.conn_state = ConnState::REJ;
+        let mut lookup = flow("CLookup", T0 + 80 * NANOS, None);
+        lookup.resp_h = "192.0.2.53".parse().unwrap();
+        lookup.resp_p = 53;
+        lookup.dns = Some(DnsSummary {
+            queries: 1,
+            responses: 1,
+            names: vec!["license.deepgram.com".into()],
+            error_responses: 1,
+            ..DnsSummary::default()
+        });
+        // Another source's failure explains nothing about this one.
+        let mut other = licensing("COther", T0 + 90 * NANOS, 120);
+        other.orig_h = "192.0.2.11".parse().unwrap();
+        other.conn_state = ConnState::S0;
+        let flows = [refused, lookup, other];
+        let r = run(&flows, &checkins(&[200 * NANOS]), 0);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        let whats: Vec<_> = r.evidence.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            [
+                "192.0.2.10 checks in every 200.0 s, not every 60 s",
+                "192.0.2.10: 200 s without a check-in (from 2023-11-14T22:14:00.000000Z to \
+                 2023-11-14T22:17:20.000000Z): 192.0.2.10 at 2023-11-14T22:15:10.000000Z: \
+                 connection refused (RST); 192.0.2.10 at 2023-11-14T22:15:20.000000Z: DNS \
+                 lookup of license.deepgram.com failed",
+                "192.0.2.10 at 2023-11-14T22:15:10.000000Z: connection refused (RST)",
+                "192.0.2.10 at 2023-11-14T22:15:20.000000Z: DNS lookup of license.deepgram.com failed",
+            ]
+        );
+        assert_eq!(r.evidence[2].flow_uids, ["CRefused"]);
+        assert_eq!(r.evidence[3].flow_uids, ["CLookup"]);
+    }
+
+    #[test]
+    fn regularity_is_median_mad_and_bowley_skew() {
+        assert_eq!(regularity(&[60.0, 60.0, 60.0]), (60.0, 0.0, 0.0));
+        let (median, mad, skew) = regularity(&[50.0, 60.0, 60.0, 70.0, 120.0]);
+        assert_eq!((median, mad), (60.0, 10.0));
+        // (q3 + q1 - 2 median) / (q3 - q1) = (70 + 60 - 120) / 10: skewed toward long gaps.
+        assert_eq!(skew, 1.0);
+    }
+}

@@ -145,3 +145,88 @@ fn flow_findings(flows: &[Classified<'_>]) -> Vec<Evidence> {
     }
     evidence
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, flow, licensing, pass, policy, T0};
+    use super::*;
+    use crate::flow::FlowRecord;
+    use crate::units::NANOS;
+
+    fn run(flows: &[FlowRecord], pass: &PassSummary, p: &Policy) -> ControlResult {
+        capture(&classified(flows, p), pass, p)
+    }
+
+    #[test]
+    fn a_clean_capture_passes() {
+        let r = run(
+            &[licensing("CLic", T0, 1500)],
+            &pass(T0, T0 + 60 * NANOS, 10),
+            &policy(""),
+        );
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert!(r.evidence.is_empty());
+        assert_eq!(
+            r.summary,
+            "10 frames over 60 s, 0 capture drops, 0 truncated frames, 0 mid-stream flows"
+        );
+    }
+
+    #[test]
+    fn drops_over_the_ratio_make_it_inconclusive_at_the_ratio_they_do_not() {
+        let mut lossy = pass(T0, T0 + 60 * NANOS, 10);
+        lossy.inputs[0].capture_drops = 1;
+        let flows = [licensing("CLic", T0, 1500)];
+        let r = run(&flows, &lossy, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(
+            r.evidence[0].what,
+            "test.pcap: the capturing system dropped 1 packets"
+        );
+        // 1 drop in 10 frames is exactly a ratio of 0.1.
+        let tolerant = policy("[capture]\nmax_drop_ratio = 0.1\n");
+        assert_eq!(run(&flows, &lossy, &tolerant).verdict, ControlVerdict::Pass);
+    }
+
+    #[test]
+    fn evictions_and_a_policy_that_matches_no_originator_are_inconclusive() {
+        let mut evicted = pass(T0, T0 + 60 * NANOS, 10);
+        evicted.flow_stats.evicted = 3;
+        let r = run(&[licensing("CLic", T0, 1500)], &evicted, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(r.evidence[0].what, "3 flows evicted by the flow-table cap");
+
+        let mut transit = flow("CTransit", T0, None);
+        transit.orig_h = "198.51.100.9".parse().unwrap();
+        let p = policy("[network]\ninternal = [\"10.0.0.0/8\"]\n");
+        let r = run(&[transit], &pass(T0, T0 + 60 * NANOS, 10), &p);
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(
+            r.evidence[0].what,
+            "no flow starts inside network.internal (10.0.0.0/8): set it to the monitored network"
+        );
+    }
+
+    #[test]
+    fn a_mid_stream_egress_flow_is_a_finding_and_a_filter_is_stated_first() {
+        let mut mid = licensing("CMid", T0, 1500);
+        mid.midstream = true;
+        let mut filtered = pass(T0, T0 + 60 * NANOS, 10);
+        filtered.filter = Some("tcp port 443".into());
+        filtered.filtered_frames = 7;
+        filtered.decode.truncated_frames = 2;
+        let r = run(&[mid], &filtered, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        let whats: Vec<_> = r.evidence.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            [
+                "only frames matching the filter \"tcp port 443\" were audited; 7 others were left out",
+                "egress flow to license.deepgram.com (203.0.113.10:443) seen mid-stream (its start is not in the capture)",
+                "2 frames cut by the snaplen",
+            ]
+        );
+        assert_eq!(r.evidence[1].flow_uids, ["CMid"]);
+        assert_eq!(r.evidence[1].bytes, Some(1500));
+    }
+}

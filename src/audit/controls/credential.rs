@@ -68,3 +68,62 @@ pub(super) fn credential(flows: &[Classified<'_>]) -> ControlResult {
         evidence,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, flow, licensing, policy, T0};
+    use super::*;
+    use crate::flow::record::SecretSighting;
+    use crate::units::NANOS;
+
+    fn sighting(kind: &str, redacted: &str, ts_nanos: i64) -> SecretSighting {
+        SecretSighting {
+            kind: kind.into(),
+            redacted: redacted.into(),
+            ts_nanos,
+            direction: "orig".into(),
+        }
+    }
+
+    #[test]
+    fn no_secret_passes() {
+        let flows = [licensing("CLic", T0, 1500)];
+        let r = credential(&classified(&flows, &policy("")));
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert_eq!(r.summary, "no credential seen in clear");
+    }
+
+    #[test]
+    fn one_line_per_secret_with_every_flow_and_the_first_sighting() {
+        let key = "abcd...wxyz (sha256 1a2b3c)";
+        let mut late = licensing("CLate", T0 + 5 * NANOS, 900);
+        late.secrets = vec![sighting("license_key", key, T0 + 5 * NANOS)];
+        let mut early = flow("CEarly", T0 + 2 * NANOS, None);
+        early.orig_h = "192.0.2.11".parse().unwrap();
+        early.secrets = vec![sighting("license_key", key, T0 + 2 * NANOS)];
+        let mut token = flow("CToken", T0 + 9 * NANOS, None);
+        token.secrets = vec![sighting(
+            "api_token",
+            "0123...4567 (sha256 ffee00)",
+            T0 + 9 * NANOS,
+        )];
+        let flows = [late, early, token];
+        let r = credential(&classified(&flows, &policy("")));
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(
+            r.summary,
+            "2 distinct credential(s) seen in clear, in 3 flow(s)"
+        );
+        // By kind, then redacted form.
+        assert_eq!(r.evidence[0].flow_uids, ["CToken"]);
+        let e = &r.evidence[1];
+        assert_eq!(
+            e.what,
+            "license_key abcd...wxyz (sha256 1a2b3c) in clear in 2 flow(s) from 192.0.2.10, \
+             192.0.2.11 to 203.0.113.10:443, license.deepgram.com (203.0.113.10:443)"
+        );
+        assert_eq!(e.flow_uids, ["CLate", "CEarly"]);
+        assert_eq!(e.ts, Some(Timestamp(T0 + 2 * NANOS)));
+        assert_eq!(e.bytes, None);
+    }
+}

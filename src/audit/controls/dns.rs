@@ -222,3 +222,168 @@ fn parent_domain(name: &str) -> String {
         labels[n - 2..].join(".").to_ascii_lowercase()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, flow, licensing, policy, T0};
+    use super::*;
+    use crate::flow::record::{DnsSummary, Transport};
+    use crate::flow::FlowRecord;
+
+    /// A DNS flow from 192.0.2.10 to `resolver` port 53 at `ts_nanos`, asking `names`
+    /// `queries` times in all.
+    fn lookup(
+        uid: &str,
+        ts_nanos: i64,
+        resolver: &str,
+        names: &[&str],
+        queries: u64,
+    ) -> FlowRecord {
+        let mut f = flow(uid, ts_nanos, None);
+        f.proto = Transport::Udp;
+        f.ip_proto = 17;
+        f.resp_h = resolver.parse().unwrap();
+        f.resp_p = 53;
+        f.dns = Some(DnsSummary {
+            queries,
+            responses: queries,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            ..DnsSummary::default()
+        });
+        f
+    }
+
+    fn run(flows: &[FlowRecord]) -> ControlResult {
+        let p = policy("");
+        assert_eq!(
+            (
+                p.dns.max_queries_per_minute,
+                p.dns.max_txt_queries_per_minute
+            ),
+            (120, 30)
+        );
+        dns(&classified(flows, &p), &p)
+    }
+
+    #[test]
+    fn no_dns_does_not_apply() {
+        assert_eq!(
+            run(&[licensing("CLic", T0, 1500)]).verdict,
+            ControlVerdict::NotApplicable
+        );
+    }
+
+    #[test]
+    fn exactly_the_query_limit_in_a_minute_passes_one_more_is_a_violation() {
+        let at = run(&[lookup("CAt", T0, "192.0.2.53", &["www.example.com"], 120)]);
+        assert_eq!(at.verdict, ControlVerdict::Pass);
+        assert_eq!(at.summary, "DNS volume, labels and resolvers within policy");
+        let r = run(&[lookup(
+            "COver",
+            T0 + NANOS,
+            "192.0.2.53",
+            &["www.example.com"],
+            121,
+        )]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert_eq!(
+            e.what,
+            "192.0.2.10 sent 121 queries (0 TXT) under example.com in the minute from \
+             2023-11-14T22:14:00.000000Z"
+        );
+        assert_eq!(e.ts, Some(Timestamp(T0)));
+        assert_eq!(e.flow_uids, ["COver"]);
+        assert_eq!(e.destination.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn exactly_the_txt_limit_passes_one_more_is_a_violation() {
+        let txt = |uid: &str, n: u64| {
+            let mut f = lookup(uid, T0, "192.0.2.53", &["t.example.com"], n);
+            f.dns.as_mut().unwrap().txt_queries = n;
+            f
+        };
+        assert_eq!(run(&[txt("CAt", 30)]).verdict, ControlVerdict::Pass);
+        let r = run(&[txt("COver", 31)]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert!(r.evidence[0]
+            .what
+            .contains("sent 31 queries (31 TXT) under example.com"));
+    }
+
+    #[test]
+    fn queries_at_59_9_s_and_at_the_next_minute_fall_in_different_minutes() {
+        let before = T0 + 59_900_000_000;
+        let next = T0 + 60 * NANOS;
+        let split = run(&[
+            lookup("CLate", before, "192.0.2.53", &["www.example.com"], 61),
+            lookup("CNext", next, "192.0.2.53", &["www.example.com"], 61),
+        ]);
+        assert_eq!(split.verdict, ControlVerdict::Pass);
+        let same = run(&[
+            lookup("CEarly", T0, "192.0.2.53", &["www.example.com"], 61),
+            lookup("CLate", before, "192.0.2.53", &["www.example.com"], 61),
+        ]);
+        assert_eq!(same.verdict, ControlVerdict::Violation);
+        assert_eq!(same.evidence[0].ts, Some(Timestamp(T0)));
+        assert_eq!(same.evidence[0].flow_uids, ["CEarly", "CLate"]);
+    }
+
+    #[test]
+    fn an_unapproved_resolver_is_a_violation_broadcast_is_not() {
+        let r = run(&[
+            lookup("CPublic", T0, "8.8.8.8", &["www.example.com"], 1),
+            lookup("CBroadcast", T0, "203.0.113.255", &["www.example.com"], 1),
+        ]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert_eq!(
+            e.what,
+            "1 DNS flow(s) to unapproved resolver 8.8.8.8:53 from 192.0.2.10"
+        );
+        assert_eq!(e.flow_uids, ["CPublic"]);
+        assert_eq!(e.destination.as_deref(), Some("8.8.8.8:53"));
+        assert_eq!(e.ts, Some(Timestamp(T0)));
+    }
+
+    #[test]
+    fn ten_names_with_over_long_labels_are_a_tunnel() {
+        // 52 characters is the limit (within); 53 is over. Two letters keep entropy low.
+        let names = |len: usize, n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("{}{i}.t.example.com", "ab".repeat(len).split_at(len - 1).0))
+                .collect()
+        };
+        let run_names = |names: Vec<String>| {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            run(&[lookup(
+                "CTunnel",
+                T0,
+                "192.0.2.53",
+                &refs,
+                refs.len() as u64,
+            )])
+        };
+        assert_eq!(run_names(names(52, 10)).verdict, ControlVerdict::Pass);
+        assert_eq!(run_names(names(53, 9)).verdict, ControlVerdict::Pass);
+        let r = run_names(names(53, 10));
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(r.evidence.len(), 1);
+        assert!(
+            r.evidence[0].what.starts_with(
+                "192.0.2.10 queried 10 names under example.com with long or high-entropy labels, e.g. abab"
+            ),
+            "{}",
+            r.evidence[0].what
+        );
+    }
+
+    #[test]
+    fn parent_domain_is_the_last_two_labels() {
+        assert_eq!(parent_domain("A.B.Example.COM."), "example.com");
+        assert_eq!(parent_domain("localhost"), "localhost");
+    }
+}

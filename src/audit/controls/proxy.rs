@@ -69,3 +69,58 @@ pub(super) fn proxy(flows: &[Classified<'_>], policy: &Policy) -> ControlResult 
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, licensing, policy, T0};
+    use super::*;
+    use crate::audit::Timestamp;
+    use crate::flow::FlowRecord;
+
+    fn from(uid: &str, source: &str) -> FlowRecord {
+        let mut f = licensing(uid, T0, 1500);
+        f.orig_h = source.parse().unwrap();
+        f
+    }
+
+    #[test]
+    fn without_proxies_it_does_not_apply() {
+        let flows = [from("CLic", "192.0.2.10")];
+        let r = proxy(&classified(&flows, &policy("")), &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::NotApplicable);
+    }
+
+    #[test]
+    fn only_the_license_proxy_may_reach_licensing() {
+        let p = policy("[licensing]\nproxies = [\"192.0.2.5:8443\"]\n");
+        let ok = [from("CProxy", "192.0.2.5")];
+        let r = proxy(&classified(&ok, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert!(r.evidence.is_empty());
+        let bypass = [from("CProxy", "192.0.2.5"), from("CDirect", "192.0.2.10")];
+        let r = proxy(&classified(&bypass, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(
+            r.summary,
+            "1 licensing flow(s) bypass the proxy, from 192.0.2.10"
+        );
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert_eq!(
+            e.what,
+            "192.0.2.10 reached license.deepgram.com (203.0.113.10:443) directly, bypassing the proxy"
+        );
+        assert_eq!(e.flow_uids, ["CDirect"]);
+        assert_eq!(e.ts, Some(Timestamp(T0)));
+        assert_eq!(e.bytes, Some(1500));
+    }
+
+    #[test]
+    fn with_a_forward_proxy_direct_licensing_is_a_bypass() {
+        let p = policy("[licensing]\nforward_proxies = [\"198.51.100.8:3128\"]\n");
+        let flows = [from("CDirect", "192.0.2.10")];
+        let r = proxy(&classified(&flows, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(r.evidence[0].flow_uids, ["CDirect"]);
+    }
+}
