@@ -105,9 +105,9 @@ pub fn run_all(
     ]
 }
 
-/// Hand-built flows, policies and passes for the controls' unit tests.
+/// Hand-built flows, policies and passes for the audit's unit tests.
 #[cfg(test)]
-mod test_support {
+pub(super) mod test_support {
     use crate::audit::classify::{classify, Classified};
     use crate::decode::DecodeStats;
     use crate::flow::record::{test_record, MinuteSlice};
