@@ -17,6 +17,7 @@ pub struct LicensingMinute {
     pub start: String,
     /// Window start, seconds since the epoch.
     pub start_ts: i64,
+    /// The client host.
     pub source: IpAddr,
     /// Client-to-server IP bytes (every packet, as Zeek's orig_ip_bytes).
     pub egress_ip_bytes: u64,
@@ -31,10 +32,15 @@ pub struct LicensingMinute {
 /// Distribution of per-source, per-active-minute licensing egress.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinuteStats {
+    /// Active source-minutes.
     pub minutes: u64,
+    /// Median source-minute.
     pub p50: u64,
+    /// 99th percentile source-minute.
     pub p99: u64,
+    /// Largest source-minute (exact).
     pub max: u64,
+    /// Sum over every source-minute (exact).
     pub total: u64,
 }
 
