@@ -110,6 +110,7 @@ mod tests {
     use super::*;
     use crate::audit::controls::test_support::{classified, licensing, policy, slice, T0};
     use crate::flow::FlowRecord;
+    use crate::units::MINUTE_NANOS;
 
     /// The series of `flows` under the default policy.
     fn series(flows: &[FlowRecord]) -> Vec<LicensingMinute> {
@@ -132,7 +133,7 @@ mod tests {
         let t = 1_700_000_040;
         // The flow table slices packets by `minute_start_secs`; each flow opens in its slice.
         let late = licensing("CLate", T0 + 59_900_000_000, 700);
-        let next = licensing("CNext", T0 + 60 * NANOS, 800);
+        let next = licensing("CNext", T0 + MINUTE_NANOS, 800);
         assert_eq!(late.minutes[0].start, t);
         assert_eq!(next.minutes[0].start, t + 60);
         let s = series(&[late, next]);

@@ -229,6 +229,7 @@ mod tests {
     use super::*;
     use crate::flow::record::{DnsSummary, Transport};
     use crate::flow::FlowRecord;
+    use crate::units::MINUTE_NANOS;
 
     /// A DNS flow from 192.0.2.10 to `resolver` port 53 at `ts_nanos`, asking `names`
     /// `queries` times in all.
@@ -316,7 +317,7 @@ mod tests {
     #[test]
     fn queries_at_59_9_s_and_at_the_next_minute_fall_in_different_minutes() {
         let before = T0 + 59_900_000_000;
-        let next = T0 + 60 * NANOS;
+        let next = T0 + MINUTE_NANOS;
         let split = run(&[
             lookup("CLate", before, "192.0.2.53", &["www.example.com"], 61),
             lookup("CNext", next, "192.0.2.53", &["www.example.com"], 61),
