@@ -79,8 +79,11 @@ impl Classified<'_> {
 /// A flow with its audit classification.
 #[derive(Debug, Clone)]
 pub struct Classified<'f> {
+    /// The flow record.
     pub flow: &'f FlowRecord,
+    /// Where it goes relative to the internal networks.
     pub direction: Direction,
+    /// What it is, for the controls.
     pub class: FlowClass,
     /// The destination name the class rests on (None: decided on the address).
     pub name: Option<String>,
@@ -122,48 +125,7 @@ pub fn classify<'f>(flow: &'f FlowRecord, policy: &Policy) -> Classified<'f> {
         };
     }
     if policy.forward_proxy_at(flow.resp_h, flow.resp_p) {
-        let connect = flow
-            .name
-            .as_ref()
-            .and_then(|n| {
-                n.evidence
-                    .iter()
-                    .find(|e| e.source == crate::names::NameSource::HttpConnect)
-            })
-            .map(|e| e.name.clone());
-        let sni = flow.tls.as_ref().and_then(|t| t.sni.clone());
-        let licensing = connect.as_deref().is_some_and(|c| {
-            policy.is_licensing_name(host_of(c)) && port_of(c) == policy.licensing_port(host_of(c))
-        }) || (connect.is_none()
-            && sni.as_deref().is_some_and(|s| policy.is_licensing_name(s)));
-        // Through the proxy to anything else: judged by the target it asked for, like any egress.
-        let target = connect
-            .clone()
-            .or_else(|| flow.http.iter().find_map(|h| h.host.clone()));
-        let class = if licensing {
-            FlowClass::ForwardProxyLicensing
-        } else if let Some(t) = target.as_deref() {
-            if policy.is_hosted_transcription(host_of(t)) {
-                FlowClass::HostedTranscription
-            } else if policy.egress_allowed(
-                Some(host_of(t)),
-                flow.resp_h,
-                port_of(t).unwrap_or(flow.resp_p),
-                false,
-            ) {
-                FlowClass::Allowed
-            } else {
-                FlowClass::Unknown
-            }
-        } else {
-            FlowClass::NotEgress
-        };
-        return Classified {
-            flow,
-            direction,
-            class,
-            name: connect.or(sni).or(name),
-        };
+        return through_forward_proxy(flow, policy, direction, name);
     }
     if direction != Direction::Egress {
         return Classified {
@@ -197,5 +159,59 @@ pub fn classify<'f>(flow: &'f FlowRecord, policy: &Policy) -> Classified<'f> {
         direction,
         class,
         name,
+    }
+}
+
+/// Classifies a flow to a forward proxy. It is licensing when its CONNECT target is a licensing
+/// server on its licensing port (or, without a CONNECT, its SNI is a licensing name); otherwise it
+/// is judged like any egress by the target it asked for (CONNECT target, else HTTP Host), and is
+/// `NotEgress` when it asked for none.
+fn through_forward_proxy<'f>(
+    flow: &'f FlowRecord,
+    policy: &Policy,
+    direction: Direction,
+    name: Option<String>,
+) -> Classified<'f> {
+    let connect = flow
+        .name
+        .as_ref()
+        .and_then(|n| {
+            n.evidence
+                .iter()
+                .find(|e| e.source == crate::names::NameSource::HttpConnect)
+        })
+        .map(|e| e.name.clone());
+    let sni = flow.tls.as_ref().and_then(|t| t.sni.clone());
+    let licensing = connect.as_deref().is_some_and(|c| {
+        policy.is_licensing_name(host_of(c)) && port_of(c) == policy.licensing_port(host_of(c))
+    }) || (connect.is_none()
+        && sni.as_deref().is_some_and(|s| policy.is_licensing_name(s)));
+    // Through the proxy to anything else: judged by the target it asked for, like any egress.
+    let target = connect
+        .clone()
+        .or_else(|| flow.http.iter().find_map(|h| h.host.clone()));
+    let class = if licensing {
+        FlowClass::ForwardProxyLicensing
+    } else if let Some(t) = target.as_deref() {
+        if policy.is_hosted_transcription(host_of(t)) {
+            FlowClass::HostedTranscription
+        } else if policy.egress_allowed(
+            Some(host_of(t)),
+            flow.resp_h,
+            port_of(t).unwrap_or(flow.resp_p),
+            false,
+        ) {
+            FlowClass::Allowed
+        } else {
+            FlowClass::Unknown
+        }
+    } else {
+        FlowClass::NotEgress
+    };
+    Classified {
+        flow,
+        direction,
+        class,
+        name: connect.or(sni).or(name),
     }
 }

@@ -21,7 +21,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Tool identification for chain of custody.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tool {
+    /// Always `dg-audit`.
     pub name: String,
+    /// The crate version of the build that wrote the document.
     pub version: String,
 }
 
@@ -186,15 +188,19 @@ impl Verdict {
 pub struct Evidence {
     /// One line a person reads.
     pub what: String,
+    /// The flows the evidence rests on (look them up with `dg-audit flows`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flow_uids: Vec<String>,
     /// Packet time the evidence starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<Timestamp>,
+    /// Originating host(s), comma-separated when several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Destination as `destination_label` shows it (name and address:port), or a domain or resolver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// Bytes behind the evidence: client-to-server IP bytes of its flows or minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
 }
@@ -202,12 +208,15 @@ pub struct Evidence {
 /// One control's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlResult {
+    /// Which control (DESIGN.md section 5).
     pub id: ControlId,
+    /// Pass, finding, violation, not applicable or inconclusive.
     pub verdict: ControlVerdict,
     /// The rule, in one sentence.
     pub rule: String,
     /// What was found, in one sentence.
     pub summary: String,
+    /// What the verdict rests on, at most 40 items (the rest counted in `evidence_omitted`).
     pub evidence: Vec<Evidence>,
     /// Evidence items left out of `evidence` to keep it readable.
     #[serde(default)]
@@ -217,13 +226,17 @@ pub struct ControlResult {
 /// Licensing traffic as measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Licensing {
+    /// Client-to-server IP bytes of every licensing egress flow.
     pub egress_ip_bytes: u64,
+    /// Client-to-server payload bytes of the same flows.
     pub egress_payload_bytes: u64,
+    /// Licensing egress connections whose start is in the capture (mid-stream flows excluded).
     pub connections: u64,
     /// Sources (hosts) that checked in.
     pub sources: Vec<String>,
     /// `new_connection_per_checkin`, `held_connection`, `mixed` or `none`.
     pub pattern: String,
+    /// Licensing egress per source and minute (the VOLUME series), by minute then source.
     pub per_minute: Vec<LicensingMinute>,
     /// Per active source-minute, client-to-server IP bytes.
     pub ip_bytes_per_minute: MinuteStats,
@@ -242,13 +255,21 @@ pub struct Licensing {
 /// One licensing connection as the timeline shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LicensingConnection {
+    /// Flow uid.
     pub uid: String,
+    /// Client address.
     pub source: String,
+    /// Destination label (name and address:port).
     pub destination: String,
+    /// First packet, RFC 3339.
     pub start: String,
+    /// First packet, nanoseconds since the epoch.
     pub start_ts_nanos: i64,
+    /// Last packet minus first packet.
     pub duration_seconds: f64,
+    /// Client-to-server IP bytes.
     pub egress_ip_bytes: u64,
+    /// Server-to-client IP bytes.
     pub ingress_ip_bytes: u64,
     /// Zeek conn_state (SF for a completed check-in; S0, REJ... for a failed one).
     pub conn_state: String,
@@ -259,18 +280,26 @@ pub struct LicensingConnection {
 /// How much speech a licensing minute could carry at one codec rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioBound {
+    /// Codec bit rate, kbit/s.
     pub codec_kbps: f64,
+    /// Seconds of speech the p99 licensing minute could carry.
     pub seconds_per_minute_at_p99: f64,
+    /// Seconds of speech the largest licensing minute could carry.
     pub seconds_per_minute_at_max: f64,
 }
 
 /// Counts of flows per class.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowsSummary {
+    /// Every flow.
     pub total: u64,
+    /// Flows from an internal to an external address.
     pub egress: u64,
+    /// Flows from an external to an internal address.
     pub ingress: u64,
+    /// Flows with both ends internal.
     pub internal: u64,
+    /// Flows per class (`licensing`, `unknown`, `not_egress`, ...).
     pub by_class: BTreeMap<String, u64>,
     /// Egress destinations by client-to-server IP bytes, largest first (top 20).
     pub top_destinations: Vec<Destination>,
@@ -279,26 +308,42 @@ pub struct FlowsSummary {
 /// One egress destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
+    /// Destination label (name and address:port).
     pub destination: String,
+    /// Class of the first flow seen to it.
     pub class: FlowClass,
+    /// Flows to it.
     pub flows: u64,
+    /// Client-to-server IP bytes sent to it.
     pub egress_ip_bytes: u64,
+    /// Server-to-client IP bytes received from it.
     pub ingress_ip_bytes: u64,
 }
 
 /// Capture span and counts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureSummary {
+    /// First packet, RFC 3339.
     pub start: String,
+    /// Last packet, RFC 3339.
     pub end: String,
+    /// First packet, nanoseconds since the epoch.
     pub start_ts_nanos: i64,
+    /// Last packet, nanoseconds since the epoch.
     pub end_ts_nanos: i64,
+    /// Last packet minus first packet.
     pub duration_seconds: f64,
+    /// Frames read from every input.
     pub frames: u64,
+    /// IP packets decoded from them.
     pub packets: u64,
+    /// Bytes on the wire of every frame.
     pub wire_bytes: u64,
+    /// Packets the capturing system reported dropped, over every input.
     pub capture_drops: u64,
+    /// Frames cut by the snaplen.
     pub truncated_frames: u64,
+    /// False when an input stopped short or flows were evicted.
     pub complete: bool,
     /// BPF expression the frames were selected with (the audit then covers only those frames).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -311,21 +356,34 @@ pub struct CaptureSummary {
 /// The audit document (`dg-audit analyze --format json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Audit {
+    /// [`SCHEMA_VERSION`] of this document.
     pub schema_version: u32,
+    /// The build that wrote it.
     pub tool: Tool,
     /// Name of the sensor (host) that captured, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensor: Option<String>,
+    /// Each capture file read, with its hash (chain of custody).
     pub inputs: Vec<crate::source::FileFacts>,
+    /// The effective policy, every default filled in.
     pub policy: Policy,
+    /// SHA-256 of the effective policy.
     pub policy_sha256: String,
+    /// The policy file it was read from; absent for the built-in policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_source: Option<String>,
+    /// Span and counts of the capture.
     pub capture: CaptureSummary,
+    /// Decoder counters.
     pub decode: crate::decode::DecodeStats,
+    /// Flow-table counters.
     pub flow_stats: crate::flow::FlowStats,
+    /// Flows by direction and class, and the top destinations.
     pub flows: FlowsSummary,
+    /// Licensing traffic as measured.
     pub licensing: Licensing,
+    /// Every control, in the order of DESIGN.md section 5.
     pub controls: Vec<ControlResult>,
+    /// The overall verdict ([`overall`](crate::audit::overall)).
     pub verdict: Verdict,
 }

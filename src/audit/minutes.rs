@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::classify::Classified;
+use crate::units::{minute_start_secs, rfc3339, NANOS};
 
 /// Licensing egress of one source in one minute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,7 @@ pub struct LicensingMinute {
     pub start: String,
     /// Window start, seconds since the epoch.
     pub start_ts: i64,
+    /// The client host.
     pub source: IpAddr,
     /// Client-to-server IP bytes (every packet, as Zeek's orig_ip_bytes).
     pub egress_ip_bytes: u64,
@@ -30,10 +32,15 @@ pub struct LicensingMinute {
 /// Distribution of per-source, per-active-minute licensing egress.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinuteStats {
+    /// Active source-minutes.
     pub minutes: u64,
+    /// Median source-minute.
     pub p50: u64,
+    /// 99th percentile source-minute.
     pub p99: u64,
+    /// Largest source-minute (exact).
     pub max: u64,
+    /// Sum over every source-minute (exact).
     pub total: u64,
 }
 
@@ -42,7 +49,9 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
     let mut series: BTreeMap<(i64, IpAddr), LicensingMinute> = BTreeMap::new();
     for c in flows.iter().filter(|c| c.is_licensing_egress()) {
         let f = c.flow;
-        let opened = f.ts_nanos.div_euclid(60_000_000_000) * 60;
+        // The minute the connection opened in: its first packet's, drawn as the flow table draws
+        // the slices, so the two can be compared.
+        let opened = minute_start_secs(f.ts_nanos);
         for m in &f.minutes {
             if m.orig_pkts == 0 && m.start != opened {
                 continue;
@@ -50,7 +59,7 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
             let entry = series
                 .entry((m.start, f.orig_h))
                 .or_insert_with(|| LicensingMinute {
-                    start: crate::units::rfc3339(m.start * crate::units::NANOS),
+                    start: rfc3339(m.start * NANOS),
                     start_ts: m.start,
                     source: f.orig_h,
                     egress_ip_bytes: 0,
@@ -99,6 +108,88 @@ pub fn stats(series: &[LicensingMinute], measure: impl Fn(&LicensingMinute) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::controls::test_support::{classified, licensing, policy, slice, T0};
+    use crate::flow::FlowRecord;
+    use crate::units::MINUTE_NANOS;
+
+    /// The series of `flows` under the default policy.
+    fn series(flows: &[FlowRecord]) -> Vec<LicensingMinute> {
+        licensing_minutes(&classified(flows, &policy("")))
+    }
+
+    /// (window start in seconds, IP bytes, connections opened, uids) of each minute.
+    fn summary(series: &[LicensingMinute]) -> Vec<(i64, u64, u64, Vec<&str>)> {
+        series
+            .iter()
+            .map(|m| {
+                let uids = m.flow_uids.iter().map(String::as_str).collect();
+                (m.start_ts, m.egress_ip_bytes, m.connections, uids)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connections_at_59_9_s_and_at_the_next_minute_land_in_different_minutes() {
+        let t = 1_700_000_040;
+        // The flow table slices packets by `minute_start_secs`; each flow opens in its slice.
+        let late = licensing("CLate", T0 + 59_900_000_000, 700);
+        let next = licensing("CNext", T0 + MINUTE_NANOS, 800);
+        assert_eq!(late.minutes[0].start, t);
+        assert_eq!(next.minutes[0].start, t + 60);
+        let s = series(&[late, next]);
+        assert_eq!(
+            summary(&s),
+            [(t, 700, 1, vec!["CLate"]), (t + 60, 800, 1, vec!["CNext"])]
+        );
+        assert_eq!(s[0].start, "2023-11-14T22:14:00.000000Z");
+        assert_eq!(s[1].start, "2023-11-14T22:15:00.000000Z");
+    }
+
+    #[test]
+    fn a_connection_counts_once_in_the_minute_it_opened() {
+        let t = 1_700_000_040;
+        // Opened at :59.9, sending on into the next minute, then only receiving.
+        let mut f = licensing("CSpans", T0 + 59_900_000_000, 0);
+        let mut quiet = slice(t + 120, 0);
+        quiet.orig_pkts = 0;
+        quiet.resp_pkts = 2;
+        f.minutes = vec![slice(t, 300), slice(t + 60, 500), quiet];
+        assert_eq!(
+            summary(&series(&[f])),
+            [
+                (t, 300, 1, vec!["CSpans"]),
+                (t + 60, 500, 0, vec!["CSpans"])
+            ]
+        );
+    }
+
+    #[test]
+    fn the_opening_minute_is_listed_even_without_client_packets() {
+        let t = 1_700_000_040;
+        let mut f = licensing("CSilent", T0 + 59_900_000_000, 0);
+        f.minutes[0].orig_pkts = 0;
+        assert_eq!(summary(&series(&[f])), [(t, 0, 1, vec!["CSilent"])]);
+    }
+
+    #[test]
+    fn minutes_before_the_epoch_floor_toward_the_earlier_minute() {
+        // 0.1 s before the epoch is in the minute from -60 s, not the one from 0.
+        let f = licensing("COld", -100_000_000, 400);
+        assert_eq!(f.minutes[0].start, -60);
+        let s = series(&[f]);
+        assert_eq!(summary(&s), [(-60, 400, 1, vec!["COld"])]);
+        assert_eq!(s[0].start, "1969-12-31T23:59:00.000000Z");
+    }
+
+    #[test]
+    fn mid_stream_flows_add_bytes_but_no_connection() {
+        let mut f = licensing("CMid", T0, 900);
+        f.midstream = true;
+        assert_eq!(
+            summary(&series(&[f])),
+            [(1_700_000_040, 900, 0, vec!["CMid"])]
+        );
+    }
 
     fn minute(bytes: u64) -> LicensingMinute {
         LicensingMinute {

@@ -1,0 +1,232 @@
+//! CAPTURE: the capture is complete enough to judge.
+//!
+//! Every other control judges what the capture shows; a capture with holes could hide exactly the
+//! flow that matters. So drops beyond `max_drop_ratio`, an input that stopped short, flows evicted
+//! by the flow-table cap, or a policy whose internal networks match no originator make the audit
+//! inconclusive, never a pass. Lesser gaps (egress flows seen mid-stream, ClientHellos that could
+//! not be read) are findings. A BPF filter is not a fault, but the evidence says first that the
+//! verdict speaks only for the selected frames.
+
+use super::{destination_label, flow_evidence, result};
+use crate::audit::classify::{Classified, Direction, FlowClass};
+use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence};
+use crate::pipeline::PassSummary;
+use crate::policy::Policy;
+use crate::units::as_secs_f64;
+
+/// Runs CAPTURE over the pass and the flows.
+pub(super) fn capture(
+    flows: &[Classified<'_>],
+    pass: &PassSummary,
+    policy: &Policy,
+) -> ControlResult {
+    let rule = "The capture is complete enough to judge: no drops, no truncated files, no evicted flows; otherwise the audit is inconclusive.";
+    let (mut evidence, inconclusive) = gaps(flows, pass, policy);
+    let findings = flow_findings(flows);
+    let finding = !findings.is_empty();
+    evidence.extend(findings);
+    if let Some(filter) = &pass.filter {
+        // Not a fault, but the verdict speaks only for the selected frames: say so first.
+        evidence.insert(
+            0,
+            Evidence {
+                what: format!(
+                    "only frames matching the filter {filter:?} were audited; {} others were left out",
+                    pass.filtered_frames
+                ),
+                ..Evidence::default()
+            },
+        );
+    }
+    if pass.decode.truncated_frames > 0 {
+        evidence.push(note(format!(
+            "{} frames cut by the snaplen",
+            pass.decode.truncated_frames
+        )));
+    }
+    let summary = format!(
+        "{} frames over {:.0} s, {} capture drops, {} truncated frames, {} mid-stream flows",
+        pass.decode.frames,
+        as_secs_f64(pass.last_ts_nanos - pass.first_ts_nanos),
+        pass.inputs.iter().map(|i| i.capture_drops).sum::<u64>(),
+        pass.decode.truncated_frames,
+        pass.flow_stats.midstream_flows
+    );
+    let verdict = if inconclusive {
+        ControlVerdict::Inconclusive
+    } else if finding {
+        ControlVerdict::Finding
+    } else {
+        ControlVerdict::Pass
+    };
+    result(ControlId::Capture, rule, verdict, summary, evidence)
+}
+
+/// Evidence that is not about one flow.
+fn note(what: String) -> Evidence {
+    Evidence {
+        what,
+        ..Evidence::default()
+    }
+}
+
+/// The holes that make the audit inconclusive, with the inputs' own warnings; true when any
+/// such hole was found (a warning alone is not one).
+fn gaps(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> (Vec<Evidence>, bool) {
+    let mut evidence = Vec::new();
+    let mut inconclusive = false;
+    for input in &pass.inputs {
+        evidence.extend(input.warnings.iter().cloned().map(note));
+        if input.incomplete {
+            inconclusive = true;
+        }
+        let packets = pass.decode.frames.max(1);
+        if input.capture_drops > 0
+            && input.capture_drops as f64 / packets as f64 > policy.capture.max_drop_ratio
+        {
+            inconclusive = true;
+            evidence.push(note(format!(
+                "{}: the capturing system dropped {} packets",
+                input.path, input.capture_drops
+            )));
+        }
+    }
+    if pass.flow_stats.evicted > 0 {
+        inconclusive = true;
+        evidence.push(note(format!(
+            "{} flows evicted by the flow-table cap",
+            pass.flow_stats.evicted
+        )));
+    }
+    // A policy whose internal networks match no originator judges nothing: say so.
+    if !flows.is_empty()
+        && !flows
+            .iter()
+            .any(|c| matches!(c.direction, Direction::Egress | Direction::Internal))
+    {
+        inconclusive = true;
+        evidence.push(note(format!(
+            "no flow starts inside network.internal ({}): set it to the monitored network",
+            policy
+                .network
+                .internal
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    (evidence, inconclusive)
+}
+
+/// Egress flows the capture shows only in part: seen mid-stream, or with an unreadable
+/// ClientHello.
+fn flow_findings(flows: &[Classified<'_>]) -> Vec<Evidence> {
+    let mut evidence = Vec::new();
+    for c in flows.iter().filter(|c| c.class != FlowClass::NotEgress) {
+        if c.flow.midstream {
+            evidence.push(flow_evidence(
+                c,
+                format!(
+                    "egress flow to {} seen mid-stream (its start is not in the capture)",
+                    destination_label(c)
+                ),
+            ));
+        }
+        if c.flow.tls.as_ref().is_some_and(|t| t.incomplete) {
+            evidence.push(flow_evidence(
+                c,
+                format!(
+                    "TLS ClientHello to {} could not be read (truncated or missing segments)",
+                    destination_label(c)
+                ),
+            ));
+        }
+    }
+    evidence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{classified, flow, licensing, pass, policy, T0};
+    use super::*;
+    use crate::flow::FlowRecord;
+    use crate::units::NANOS;
+
+    fn run(flows: &[FlowRecord], pass: &PassSummary, p: &Policy) -> ControlResult {
+        capture(&classified(flows, p), pass, p)
+    }
+
+    #[test]
+    fn a_clean_capture_passes() {
+        let r = run(
+            &[licensing("CLic", T0, 1500)],
+            &pass(T0, T0 + 60 * NANOS, 10),
+            &policy(""),
+        );
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert!(r.evidence.is_empty());
+        assert_eq!(
+            r.summary,
+            "10 frames over 60 s, 0 capture drops, 0 truncated frames, 0 mid-stream flows"
+        );
+    }
+
+    #[test]
+    fn drops_over_the_ratio_make_it_inconclusive_at_the_ratio_they_do_not() {
+        let mut lossy = pass(T0, T0 + 60 * NANOS, 10);
+        lossy.inputs[0].capture_drops = 1;
+        let flows = [licensing("CLic", T0, 1500)];
+        let r = run(&flows, &lossy, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(
+            r.evidence[0].what,
+            "test.pcap: the capturing system dropped 1 packets"
+        );
+        // 1 drop in 10 frames is exactly a ratio of 0.1.
+        let tolerant = policy("[capture]\nmax_drop_ratio = 0.1\n");
+        assert_eq!(run(&flows, &lossy, &tolerant).verdict, ControlVerdict::Pass);
+    }
+
+    #[test]
+    fn evictions_and_a_policy_that_matches_no_originator_are_inconclusive() {
+        let mut evicted = pass(T0, T0 + 60 * NANOS, 10);
+        evicted.flow_stats.evicted = 3;
+        let r = run(&[licensing("CLic", T0, 1500)], &evicted, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(r.evidence[0].what, "3 flows evicted by the flow-table cap");
+
+        let mut transit = flow("CTransit", T0, None);
+        transit.orig_h = "198.51.100.9".parse().unwrap();
+        let p = policy("[network]\ninternal = [\"10.0.0.0/8\"]\n");
+        let r = run(&[transit], &pass(T0, T0 + 60 * NANOS, 10), &p);
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(
+            r.evidence[0].what,
+            "no flow starts inside network.internal (10.0.0.0/8): set it to the monitored network"
+        );
+    }
+
+    #[test]
+    fn a_mid_stream_egress_flow_is_a_finding_and_a_filter_is_stated_first() {
+        let mut mid = licensing("CMid", T0, 1500);
+        mid.midstream = true;
+        let mut filtered = pass(T0, T0 + 60 * NANOS, 10);
+        filtered.filter = Some("tcp port 443".into());
+        filtered.filtered_frames = 7;
+        filtered.decode.truncated_frames = 2;
+        let r = run(&[mid], &filtered, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        let whats: Vec<_> = r.evidence.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            [
+                "only frames matching the filter \"tcp port 443\" were audited; 7 others were left out",
+                "egress flow to license.deepgram.com (203.0.113.10:443) seen mid-stream (its start is not in the capture)",
+                "2 frames cut by the snaplen",
+            ]
+        );
+        assert_eq!(r.evidence[1].flow_uids, ["CMid"]);
+        assert_eq!(r.evidence[1].bytes, Some(1500));
+    }
+}
