@@ -14,6 +14,10 @@ Sub-commands
   dnstunnel   DNS client sending high-entropy base32 queries (A and TXT)
   wav         writes a 16 kHz 16-bit mono PCM WAV of a tone
   usage       prints a usage-report JSON (optionally padded to a size)
+  noise       office-LAN noise of one PC: mDNS (v4/v6) queries and announcements, LLMNR
+              (v4/v6) queries and listening, SSDP M-SEARCH (TTL 1) and an SSDP
+              responder, Dropbox LAN-sync broadcasts; joining groups makes IGMP/MLD
+  ntpserve    minimal NTP server (mode 3 -> mode 4)
   vlanrelay   userspace 802.1Q port: untagged frames on one interface <-> frames
               tagged with a VLAN id on another (the kernel here has no 8021q)
 """

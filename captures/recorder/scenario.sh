@@ -447,7 +447,9 @@ EOF
         base_v4
         direct_pair
         # check-in 3 (slot 2): SYNs to license.deepgram.com:443 dropped in the server's namespace;
-        # curl keeps trying for 8 s (SYN retransmissions at about 1, 3 and 7 s), then recovery
+        # curl keeps trying for 8 s (SYN retransmissions at about 1, 3 and 7 s), then recovery.
+        # Classic exponential SYN backoff (RFC 6298): this kernel's default is 4 linear 1 s retries first.
+        for h in api eng; do nsx "$h" sysctl -q -w net.ipv4.tcp_syn_linear_timeouts=0 >/dev/null; done
         checkins api api 12 "$LIC_URL" --tlsv1.3 --connect-timeout 8
         checkins eng engine 27 "$LIC_URL" --tlsv1.3 --connect-timeout 8
         at "$(slot 2 2)" bash -c "ip netns exec $P-lic nft -f - <<'EOF'

@@ -177,7 +177,8 @@ sc("noisy-lan",
    "internal list says; the only non-licensing egress is NTP to 203.0.113.123:123/udp, admitted by "
    "[egress] allow. (A DEST violation here is a false positive.)",
    "compliant", {"DEST": "pass", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "pass",
-                 "CREDENTIAL": "pass", "AUDIO": "pass", "PROXY": "not_applicable", "DNS": "pass"},
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"},
    {"egress_allow": ["203.0.113.123:123/udp"]})
 sc("sni-mismatch",
    "Normal licensing for API and Engine (DNS license.deepgram.com -> 203.0.113.10, TLS every 60 s). In addition, "
@@ -189,8 +190,12 @@ sc("sni-mismatch",
    "DEST finding: licensing-looking TLS (SNI license.deepgram.com) from 192.0.2.10 to 203.0.113.20:443, an "
    "address that no DNS answer in the capture gave for license.deepgram.com and that the capture's DNS gives "
    "to api.deepgram.com, a hosted transcription name; the finding carries both pieces of evidence (the SNI, "
-   "and the DNS answer api.deepgram.com -> 203.0.113.20). The real licensing flows to 203.0.113.10 are compliant.",
-   "findings", {"DEST": "finding", "TLS": "pass", "CREDENTIAL": "pass"})
+   "and the DNS answer api.deepgram.com -> 203.0.113.20). Those flows are not check-ins to the licensing server "
+   "(no DNS answer ties 203.0.113.20 to license.deepgram.com), so licensing.* in the JSON, VOLUME and CADENCE "
+   "count only the flows to 203.0.113.10, which are compliant.",
+   "findings", {"DEST": "finding", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "pass",
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"})
 sc("resolver-egress-allow",
    "compliant-direct without an internal resolver: API and Engine resolve license.deepgram.com through the "
    "EXTERNAL resolver 203.0.113.53:53/udp (dnsmasq outside the LAN) and check in every 60 s over TLS.",
@@ -198,7 +203,8 @@ sc("resolver-egress-allow",
    "Compliant: the DNS egress to 203.0.113.53:53/udp is admitted by the policy's [egress] allow "
    "(\"203.0.113.53:53/udp\") with [dns] resolvers left unset; licensing as in compliant-direct.",
    "compliant", {"DEST": "pass", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "pass",
-                 "CREDENTIAL": "pass", "AUDIO": "pass", "PROXY": "not_applicable", "DNS": "pass"},
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"},
    {"egress_allow": ["203.0.113.53:53/udp"],
     "resolver": "none inside; 203.0.113.53 outside, admitted only by [egress] allow ([dns] resolvers unset)"})
 sc("outage-syn",
@@ -209,8 +215,9 @@ sc("outage-syn",
    "CADENCE finding only: one missed check-in per client (minute 3) with its cause read from packets (SYNs "
    "unanswered, state S0, 4 SYNs over ~7 s), then recovery. DURATION pass: the failed attempts are not held "
    "connections. No violation.",
-   "findings", {"CADENCE": "finding", "DURATION": "pass", "DEST": "pass", "VOLUME": "pass", "TLS": "pass",
-                "CREDENTIAL": "pass"})
+   "findings", {"DEST": "pass", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "finding",
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"})
 
 ORDER = list(S)
 
