@@ -19,7 +19,8 @@ HOSTS = {
     "192.0.2.40": "application server (customer client)",
     "192.0.2.101": "office PC (noisy-lan: LLMNR, NetBIOS-NS, SSDP M-SEARCH, mDNS, Dropbox LAN sync, IGMPv2)",
     "192.0.2.102": "office PC (noisy-lan: mDNS, SSDP responder, IGMPv3, joins IPv6 late)",
-    "192.0.2.150": "first address of the DHCP pool 192.0.2.150-199 (noisy-lan: offered to the laptop; never configured)",
+    "192.0.2.150": "DHCP lease of the noisy-lan laptop (MAC 02:00:00:00:01:50, dnsmasq dhcp-host; only inside DHCP "
+                   "OFFER/ACK: the client configures nothing and talks from 0.0.0.0 and fe80::ff:fe00:150)",
     "192.0.2.53": "internal DNS resolver (dnsmasq, authoritative for the test names, no upstream)",
     "203.0.113.10": "license.deepgram.com (test licensing server, TLS :443; plain HTTP :80 in plaintext-licensing)",
     "203.0.113.20": "api.deepgram.com (test hosted API, TLS :443, POST and WebSocket /v1/listen)",
