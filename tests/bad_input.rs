@@ -1,5 +1,7 @@
-//! Bad inputs get a clear message naming the file (and the record and offset when inside it),
-//! exit code 2, and never a panic; what was read before a fault is kept and marked incomplete.
+//! Bad inputs get a clear message naming the file (and the record and offset when inside it) and
+//! never a panic; what was read before a fault is kept and marked incomplete. `flows` exits 2 on
+//! a damaged input; `analyze` judges what was read (3, or 1 when a violation was seen) and exits
+//! 2 only when nothing could be read.
 
 use std::path::{Path, PathBuf};
 
@@ -212,4 +214,39 @@ fn pcapng_interface_statistics_drops_are_counted_and_make_the_audit_inconclusive
     let capture = crate::util::control(&audit, "CAPTURE");
     assert_eq!(capture["verdict"], "inconclusive", "{capture}");
     assert_ne!(audit["verdict"], "compliant");
+}
+
+/// `analyze` on a damaged capture: the verdict over what was read, never better than
+/// inconclusive; 1 when a violation was seen in the part read; the printed exit code is the real
+/// one; 2 only when nothing could be judged.
+#[test]
+fn damaged_captures_are_judged_over_what_was_read() {
+    let captures = crate::util::captures_dir();
+    for (name, want_code, want_word) in [
+        ("compliant-direct", 3, "INCONCLUSIVE (exit 3)"),
+        ("unknown-egress", 1, "VIOLATION (exit 1)"),
+    ] {
+        let full = std::fs::read(captures.join(format!("{name}.pcap"))).unwrap();
+        let path = temp_file(&format!("{name}-cut.pcap"), &full[..full.len() - 10]);
+        let policy = captures.join(format!("{name}.policy.toml"));
+        let out = dg_audit(&[
+            "analyze",
+            path.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_no_panic(&stderr);
+        assert_eq!(out.status.code(), Some(want_code), "{name}: {text}{stderr}");
+        assert!(
+            text.starts_with(&format!("dg-audit verdict: {want_word}")),
+            "{text}"
+        );
+        assert!(stderr.contains(&format!("{name}-cut.pcap")), "{stderr}");
+    }
+    let path = temp_file("not-a-capture.pcap", b"hello, world\n");
+    let out = dg_audit(&["analyze", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
 }

@@ -34,6 +34,12 @@ pub enum Command {
     /// List the flows of capture files (Zeek conn.log semantics).
     Flows(FlowsArgs),
     /// Audit capture files against the policy: a verdict per control, with evidence.
+    #[command(
+        after_help = "Exit codes: 0 compliant or findings only, 1 violation, 3 inconclusive, \
+        2 only when nothing could be judged (not a capture, unreadable, bad arguments). A damaged \
+        file that was partly read is judged over what was read, never better than inconclusive: \
+        1 when a violation was seen in it, else 3."
+    )]
     Analyze(AnalyzeArgs),
     /// Watch an interface: alerts as a rule breaks, Prometheus metrics, an audit on exit.
     Live(crate::live::LiveArgs),
@@ -329,11 +335,10 @@ fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
         }
     }
     out.flush()?;
-    Ok(if input_faulted(&summary) {
-        2
-    } else {
-        audit.verdict.exit_code()
-    })
+    // A damaged input that was partly read is judged over what was read: CAPTURE makes it
+    // inconclusive (3), and a violation seen in that part is still a violation (1). Exit 2 is
+    // left for what could not be judged at all (not a capture, unreadable), which fails above.
+    Ok(audit.verdict.exit_code())
 }
 
 fn policy_command(cmd: PolicyCommand) -> Result<ExitStatus> {
