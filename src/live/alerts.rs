@@ -88,12 +88,20 @@ pub enum Subject {
     /// Evidence of a per-minute control: the source and destination it names (empty when it
     /// names none) and the minute (number since the epoch) it was seen in.
     SourceMinute {
+        /// The source the evidence names, empty when none.
         source: String,
+        /// The destination the evidence names, empty when none.
         destination: String,
+        /// Minute number since the epoch.
         minute: i64,
     },
     /// A fact about the watch itself, in a minute (number since the epoch).
-    Topic { topic: Topic, minute: i64 },
+    Topic {
+        /// What about the watch.
+        topic: Topic,
+        /// Minute number since the epoch.
+        minute: i64,
+    },
 }
 
 /// Facts about the watch that alert at most once a minute.
@@ -108,7 +116,9 @@ pub enum Topic {
 /// The de-duplication key of an alert: a control and what it is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AlertKey {
+    /// The control that raised it.
     pub control: ControlId,
+    /// What it is about.
     pub subject: Subject,
 }
 

@@ -25,8 +25,11 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 /// A cumulative histogram.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
+    /// Observations at most each bound of [`DURATION_BUCKETS`] (cumulative).
     pub counts: [u64; DURATION_BUCKETS.len()],
+    /// Observations in all.
     pub count: u64,
+    /// Sum of the observations, seconds.
     pub sum: f64,
 }
 
@@ -46,27 +49,43 @@ impl Histogram {
 /// Everything the capture thread reports.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsState {
+    /// Frames captured.
     pub frames: u64,
+    /// IP packets decoded from them.
     pub packets: u64,
+    /// Bytes of the frames as on the wire.
     pub wire_bytes: u64,
+    /// Packets the kernel dropped (capture buffer full).
     pub kernel_drops: u64,
+    /// Packets the interface or its driver dropped.
     pub iface_drops: u64,
+    /// Flows held in the flow table.
     pub flows_open: u64,
+    /// Flows created since start.
     pub flows_total: u64,
+    /// Flows evicted by the flow-table cap.
     pub evictions: u64,
+    /// True while the interface is being captured.
     pub capture_up: bool,
+    /// Start of the watch, seconds since the epoch.
     pub start_time_seconds: f64,
     /// Licensing egress IP bytes of the last closed minute, per source.
     pub licensing_minute_bytes: BTreeMap<String, u64>,
     /// Licensing egress IP bytes of closed minutes, per source.
     pub licensing_bytes_total: BTreeMap<String, u64>,
+    /// Check-ins seen, per source.
     pub checkins: BTreeMap<String, u64>,
+    /// Packet time of the last check-in, per source, seconds since the epoch.
     pub last_checkin_seconds: BTreeMap<String, f64>,
+    /// Whether a source's next check-in is overdue.
     pub overdue: BTreeMap<String, bool>,
+    /// Durations of licensing connections, seconds.
     pub durations: Histogram,
     /// Alerts by (control, verdict).
     pub alerts: BTreeMap<(String, String), u64>,
+    /// Evidence ring files holding at least one packet.
     pub ring_files: u64,
+    /// Evidence ring write faults.
     pub ring_faults: u64,
 }
 

@@ -118,18 +118,26 @@ fn open_alerts(path: Option<&PathBuf>) -> Result<(Box<dyn Write + Send>, String)
     })
 }
 
+/// What the tokio side asks of the capture thread, between two reads.
 enum Command {
+    /// The once-a-second work ([`Engine::tick`]).
     Tick,
+    /// End the capture (a signal).
     Stop,
 }
 
+/// What the capture thread hands back when it ends.
 struct Outcome {
     audit: Audit,
+    /// Why the capture stopped on its own, if it did (exit code 2).
     fault: Option<String>,
 }
 
+/// When the capture thread stops by itself.
 struct Limits {
+    /// After this many frames (`-c`).
     count: Option<u64>,
+    /// At this wall time (`--duration`), nanoseconds since the epoch.
     deadline: Option<i64>,
 }
 
