@@ -239,3 +239,79 @@ fn terminal(state: ConnState) -> bool {
             | ConnState::SHR
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::record::{test_record, MinuteSlice};
+
+    const T0: i64 = 1_700_000_040 * NANOS; // a minute boundary
+
+    fn policy() -> Policy {
+        Policy::from_toml(
+            r#"schema_version = 1
+[licensing]
+cadence_seconds = 60
+cadence_tolerance_seconds = 15
+proxies = ["203.0.113.10:443"]
+"#,
+            "test",
+        )
+        .expect("test policy is valid")
+    }
+
+    /// A License Proxy hop held for 150.5 s, sending in its first and third minute.
+    fn held_flow() -> FlowRecord {
+        let mut f = test_record();
+        f.resp_bytes = 10;
+        f.conn_state = ConnState::S1;
+        f.ts_nanos = T0;
+        f.last_ts_nanos = T0 + 150 * NANOS + NANOS / 2;
+        f.minutes = [(0, 1), (60, 0), (120, 2)]
+            .map(|(offset, orig_pkts)| MinuteSlice {
+                start: T0 / NANOS + offset,
+                orig_pkts,
+                ..MinuteSlice::default()
+            })
+            .to_vec();
+        f
+    }
+
+    #[test]
+    fn a_held_connection_is_overdue_from_its_latest_packet_once_per_gap() {
+        let p = policy();
+        let metrics = Metrics::new();
+        let mut watch = Watch::new(&p, T0);
+        let flow = held_flow();
+        // Judged twice (still open, then again): each check-in counts once.
+        watch.observe(std::slice::from_ref(&flow), 0, &p, &metrics);
+        watch.observe(std::slice::from_ref(&flow), 0, &p, &metrics);
+        assert_eq!(metrics.lock().checkins.get("192.0.2.10"), Some(&2));
+        // The audit puts the second check-in at T0 + 120 s; the watch at the latest packet.
+        let last = flow.last_ts_nanos;
+        assert!(!watch.any_due(last + 75 * NANOS));
+        assert!(watch.any_due(last + 75 * NANOS + 1));
+        let now = last + 76 * NANOS;
+        let alerts = watch.overdue_alerts(now, now, &metrics, |_, _| Vec::new());
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].control, ControlId::Cadence);
+        assert_eq!(alerts[0].packet_ts, Some(rfc3339(last)));
+        assert_eq!(metrics.lock().overdue.get("192.0.2.10"), Some(&true));
+        assert!(!watch.any_due(now + 10 * NANOS), "one alert per gap");
+    }
+
+    #[test]
+    fn silence_from_the_start_alerts_once() {
+        let p = policy();
+        let metrics = Metrics::new();
+        let mut watch = Watch::new(&p, T0);
+        assert!(!watch.any_due(T0 + 75 * NANOS));
+        assert!(watch.any_due(T0 + 76 * NANOS));
+        let alerts = watch.overdue_alerts(T0 + 76 * NANOS, T0 + 76 * NANOS, &metrics, |_, _| {
+            Vec::new()
+        });
+        assert_eq!(alerts.len(), 1);
+        assert!(alerts[0].summary.contains("no licensing check-in seen"));
+        assert!(!watch.any_due(T0 + 200 * NANOS));
+    }
+}
