@@ -1,6 +1,8 @@
 //! Command line: clap definitions and dispatch. Thin by design: every command is a few calls into
 //! the pipeline and the report writers.
 
+pub mod live;
+
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -42,7 +44,7 @@ pub enum Command {
     )]
     Analyze(AnalyzeArgs),
     /// Watch an interface: alerts as a rule breaks, Prometheus metrics, an audit on exit.
-    Live(crate::live::LiveArgs),
+    Live(live::LiveArgs),
     /// Render audits (one or more sensors or days) as HTML, Markdown or JSON.
     Report(crate::report::render::ReportArgs),
     /// Show, check or write a policy file.
@@ -193,7 +195,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
         Command::Analyze(args) => analyze(args, cli.quiet),
-        Command::Live(args) => crate::live::run_live(&args, cli.quiet),
+        Command::Live(args) => crate::live::run_live(&args.config()?, cli.quiet),
         Command::Report(args) => crate::report::render::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
     }

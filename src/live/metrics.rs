@@ -7,7 +7,7 @@
 //! `promtool check metrics` in the tests.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,7 +15,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Control ids alerts can carry (all exported, so rate() works before the first alert).
 use crate::audit::ControlId;
 
 /// Upper bounds of the licensing connection duration histogram, seconds.
@@ -26,8 +25,11 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 /// A cumulative histogram.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
+    /// Observations at most each bound of [`DURATION_BUCKETS`] (cumulative).
     pub counts: [u64; DURATION_BUCKETS.len()],
+    /// Observations in all.
     pub count: u64,
+    /// Sum of the observations, seconds.
     pub sum: f64,
 }
 
@@ -47,27 +49,43 @@ impl Histogram {
 /// Everything the capture thread reports.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsState {
+    /// Frames captured.
     pub frames: u64,
+    /// IP packets decoded from them.
     pub packets: u64,
+    /// Bytes of the frames as on the wire.
     pub wire_bytes: u64,
+    /// Packets the kernel dropped (capture buffer full).
     pub kernel_drops: u64,
+    /// Packets the interface or its driver dropped.
     pub iface_drops: u64,
+    /// Flows held in the flow table.
     pub flows_open: u64,
+    /// Flows created since start.
     pub flows_total: u64,
+    /// Flows evicted by the flow-table cap.
     pub evictions: u64,
+    /// True while the interface is being captured.
     pub capture_up: bool,
+    /// Start of the watch, seconds since the epoch.
     pub start_time_seconds: f64,
     /// Licensing egress IP bytes of the last closed minute, per source.
     pub licensing_minute_bytes: BTreeMap<String, u64>,
     /// Licensing egress IP bytes of closed minutes, per source.
     pub licensing_bytes_total: BTreeMap<String, u64>,
+    /// Check-ins seen, per source.
     pub checkins: BTreeMap<String, u64>,
+    /// Packet time of the last check-in, per source, seconds since the epoch.
     pub last_checkin_seconds: BTreeMap<String, f64>,
+    /// Whether a source's next check-in is overdue.
     pub overdue: BTreeMap<String, bool>,
+    /// Durations of licensing connections, seconds.
     pub durations: Histogram,
     /// Alerts by (control, verdict).
     pub alerts: BTreeMap<(String, String), u64>,
+    /// Evidence ring files holding at least one packet.
     pub ring_files: u64,
+    /// Evidence ring write faults.
     pub ring_faults: u64,
 }
 
@@ -92,215 +110,240 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition: every family, each with its HELP and TYPE lines, in a
+    /// fixed order (scrapers and `promtool` do not care, people diffing two scrapes do).
     pub fn render(&self) -> String {
         let s = self.lock().clone();
         let mut out = String::with_capacity(4096);
-
-        let n = family(
-            &mut out,
-            "dg_audit_capture_up",
-            "gauge",
-            "1 while the interface is being captured, 0 after capture stopped.",
-        );
-        put(&mut out, format!("{n} {}", u8::from(s.capture_up)));
-        let n = family(
-            &mut out,
-            "dg_audit_start_time_seconds",
-            "gauge",
-            "Start time of the live capture, seconds since the epoch.",
-        );
-        put(&mut out, format!("{n} {}", s.start_time_seconds));
-        let n = family(
-            &mut out,
-            "dg_audit_frames_total",
-            "counter",
-            "Frames captured.",
-        );
-        put(&mut out, format!("{n} {}", s.frames));
-        let n = family(
-            &mut out,
-            "dg_audit_packets_total",
-            "counter",
-            "IP packets decoded from the captured frames.",
-        );
-        put(&mut out, format!("{n} {}", s.packets));
-        let n = family(
-            &mut out,
-            "dg_audit_wire_bytes_total",
-            "counter",
-            "Bytes of the captured frames as on the wire.",
-        );
-        put(&mut out, format!("{n} {}", s.wire_bytes));
-        let n = family(
-            &mut out,
-            "dg_audit_capture_drops_total",
-            "counter",
-            "Packets lost before dg-audit saw them (pcap stats): kernel = capture buffer full, interface = NIC or driver. Any drop makes the audit inconclusive.",
-        );
-        put(
-            &mut out,
-            format!("{n}{{layer=\"kernel\"}} {}", s.kernel_drops),
-        );
-        put(
-            &mut out,
-            format!("{n}{{layer=\"interface\"}} {}", s.iface_drops),
-        );
-        let n = family(
-            &mut out,
-            "dg_audit_flows",
-            "gauge",
-            "Flows held in the flow table.",
-        );
-        put(&mut out, format!("{n} {}", s.flows_open));
-        let n = family(
-            &mut out,
-            "dg_audit_flows_created_total",
-            "counter",
-            "Flows created since start.",
-        );
-        put(&mut out, format!("{n} {}", s.flows_total));
-        let n = family(
-            &mut out,
-            "dg_audit_flow_evictions_total",
-            "counter",
-            "Flows evicted by the flow-table cap (the audit is incomplete when non-zero).",
-        );
-        put(&mut out, format!("{n} {}", s.evictions));
-        let n = family(
-            &mut out,
-            "dg_audit_licensing_minute_egress_bytes",
-            "gauge",
-            "Licensing egress (client to server IP bytes) of the last closed minute, per source host.",
-        );
-        for (src, v) in &s.licensing_minute_bytes {
-            put(&mut out, format!("{n}{{source=\"{}\"}} {v}", escape(src)));
-        }
-        let n = family(
-            &mut out,
-            "dg_audit_licensing_egress_bytes_total",
-            "counter",
-            "Licensing egress (client to server IP bytes) of closed minutes, per source host.",
-        );
-        for (src, v) in &s.licensing_bytes_total {
-            put(&mut out, format!("{n}{{source=\"{}\"}} {v}", escape(src)));
-        }
-        let n = family(
-            &mut out,
-            "dg_audit_licensing_checkins_total",
-            "counter",
-            "Licensing check-ins seen (answered licensing connections), per source host.",
-        );
-        for (src, v) in &s.checkins {
-            put(&mut out, format!("{n}{{source=\"{}\"}} {v}", escape(src)));
-        }
-        let n = family(
-            &mut out,
-            "dg_audit_licensing_last_checkin_timestamp_seconds",
-            "gauge",
-            "Packet time of the last licensing check-in, per source host.",
-        );
-        for (src, v) in &s.last_checkin_seconds {
-            put(
-                &mut out,
-                format!("{n}{{source=\"{}\"}} {v:.6}", escape(src)),
-            );
-        }
-        let n = family(
-            &mut out,
-            "dg_audit_licensing_checkin_overdue",
-            "gauge",
-            "1 while a source's next licensing check-in is overdue (cadence + tolerance passed).",
-        );
-        for (src, v) in &s.overdue {
-            put(
-                &mut out,
-                format!("{n}{{source=\"{}\"}} {}", escape(src), u8::from(*v)),
-            );
-        }
-        let n = family(
-            &mut out,
-            "dg_audit_licensing_connection_duration_seconds",
-            "histogram",
-            "Duration of licensing connections (first to last packet).",
-        );
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            put(
-                &mut out,
-                format!("{n}_bucket{{le=\"{le}\"}} {}", s.durations.counts[i]),
-            );
-        }
-        put(
-            &mut out,
-            format!("{n}_bucket{{le=\"+Inf\"}} {}", s.durations.count),
-        );
-        put(&mut out, format!("{n}_sum {}", s.durations.sum));
-        put(&mut out, format!("{n}_count {}", s.durations.count));
-        let n = family(
-            &mut out,
-            "dg_audit_violations_total",
-            "counter",
-            "Violation alerts raised, per control.",
-        );
-        for id in ControlId::ALL.map(ControlId::as_str) {
-            let v = s
-                .alerts
-                .get(&(id.to_string(), "violation".to_string()))
-                .copied()
-                .unwrap_or(0);
-            put(&mut out, format!("{n}{{control=\"{id}\"}} {v}"));
-        }
-        let n = family(
-            &mut out,
-            "dg_audit_alerts_total",
-            "counter",
-            "Alerts raised, per control and verdict (violation, finding, inconclusive).",
-        );
-        for ((id, verdict), v) in &s.alerts {
-            put(
-                &mut out,
-                format!(
-                    "{n}{{control=\"{}\",verdict=\"{}\"}} {v}",
-                    escape(id),
-                    escape(verdict)
-                ),
-            );
-        }
-        let n = family(
+        render_capture(&mut out, &s);
+        render_flows(&mut out, &s);
+        render_licensing(&mut out, &s);
+        render_durations(&mut out, &s.durations);
+        render_alerts(&mut out, &s.alerts);
+        scalar(
             &mut out,
             "dg_audit_alerts_dropped_total",
             "counter",
             "Alerts dropped because the alert writer fell behind (capture never waits for output).",
+            self.alerts_dropped.load(Ordering::Relaxed),
         );
-        put(
-            &mut out,
-            format!("{n} {}", self.alerts_dropped.load(Ordering::Relaxed)),
-        );
-        let n = family(
+        scalar(
             &mut out,
             "dg_audit_alert_write_errors_total",
             "counter",
             "Alerts that could not be written to the alert output.",
+            self.alert_write_errors.load(Ordering::Relaxed),
         );
-        put(
-            &mut out,
-            format!("{n} {}", self.alert_write_errors.load(Ordering::Relaxed)),
-        );
-        let n = family(
-            &mut out,
-            "dg_audit_evidence_ring_files",
-            "gauge",
-            "Files of the evidence ring (-w) on disk.",
-        );
-        put(&mut out, format!("{n} {}", s.ring_files));
-        let n = family(
-            &mut out,
-            "dg_audit_evidence_ring_faults_total",
-            "counter",
-            "Evidence ring write faults (full disk); the ring stops, measurement goes on.",
-        );
-        put(&mut out, format!("{n} {}", s.ring_faults));
+        render_ring(&mut out, &s);
         out
+    }
+}
+
+/// Capture: up, start time, frames, packets, bytes, drops.
+fn render_capture(out: &mut String, s: &MetricsState) {
+    scalar(
+        out,
+        "dg_audit_capture_up",
+        "gauge",
+        "1 while the interface is being captured, 0 after capture stopped.",
+        u8::from(s.capture_up),
+    );
+    scalar(
+        out,
+        "dg_audit_start_time_seconds",
+        "gauge",
+        "Start time of the live capture, seconds since the epoch.",
+        s.start_time_seconds,
+    );
+    scalar(
+        out,
+        "dg_audit_frames_total",
+        "counter",
+        "Frames captured.",
+        s.frames,
+    );
+    scalar(
+        out,
+        "dg_audit_packets_total",
+        "counter",
+        "IP packets decoded from the captured frames.",
+        s.packets,
+    );
+    scalar(
+        out,
+        "dg_audit_wire_bytes_total",
+        "counter",
+        "Bytes of the captured frames as on the wire.",
+        s.wire_bytes,
+    );
+    let n = family(
+        out,
+        "dg_audit_capture_drops_total",
+        "counter",
+        "Packets lost before dg-audit saw them (pcap stats): kernel = capture buffer full, interface = NIC or driver. Any drop makes the audit inconclusive.",
+    );
+    put(out, format!("{n}{{layer=\"kernel\"}} {}", s.kernel_drops));
+    put(out, format!("{n}{{layer=\"interface\"}} {}", s.iface_drops));
+}
+
+/// The flow table: open flows, created, evicted.
+fn render_flows(out: &mut String, s: &MetricsState) {
+    scalar(
+        out,
+        "dg_audit_flows",
+        "gauge",
+        "Flows held in the flow table.",
+        s.flows_open,
+    );
+    scalar(
+        out,
+        "dg_audit_flows_created_total",
+        "counter",
+        "Flows created since start.",
+        s.flows_total,
+    );
+    scalar(
+        out,
+        "dg_audit_flow_evictions_total",
+        "counter",
+        "Flows evicted by the flow-table cap (the audit is incomplete when non-zero).",
+        s.evictions,
+    );
+}
+
+/// Licensing, per source host: egress bytes, check-ins, last check-in, overdue.
+fn render_licensing(out: &mut String, s: &MetricsState) {
+    per_source(
+        out,
+        "dg_audit_licensing_minute_egress_bytes",
+        "gauge",
+        "Licensing egress (client to server IP bytes) of the last closed minute, per source host.",
+        &s.licensing_minute_bytes,
+        |v| v.to_string(),
+    );
+    per_source(
+        out,
+        "dg_audit_licensing_egress_bytes_total",
+        "counter",
+        "Licensing egress (client to server IP bytes) of closed minutes, per source host.",
+        &s.licensing_bytes_total,
+        |v| v.to_string(),
+    );
+    per_source(
+        out,
+        "dg_audit_licensing_checkins_total",
+        "counter",
+        "Licensing check-ins seen (answered licensing connections), per source host.",
+        &s.checkins,
+        |v| v.to_string(),
+    );
+    per_source(
+        out,
+        "dg_audit_licensing_last_checkin_timestamp_seconds",
+        "gauge",
+        "Packet time of the last licensing check-in, per source host.",
+        &s.last_checkin_seconds,
+        |v| format!("{v:.6}"),
+    );
+    per_source(
+        out,
+        "dg_audit_licensing_checkin_overdue",
+        "gauge",
+        "1 while a source's next licensing check-in is overdue (cadence + tolerance passed).",
+        &s.overdue,
+        |v| u8::from(*v).to_string(),
+    );
+}
+
+/// The licensing connection duration histogram.
+fn render_durations(out: &mut String, h: &Histogram) {
+    let n = family(
+        out,
+        "dg_audit_licensing_connection_duration_seconds",
+        "histogram",
+        "Duration of licensing connections (first to last packet).",
+    );
+    for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+        put(out, format!("{n}_bucket{{le=\"{le}\"}} {}", h.counts[i]));
+    }
+    put(out, format!("{n}_bucket{{le=\"+Inf\"}} {}", h.count));
+    put(out, format!("{n}_sum {}", h.sum));
+    put(out, format!("{n}_count {}", h.count));
+}
+
+/// Alerts raised: violations per control (every control, so rate() works before the first
+/// alert), and all alerts per control and verdict.
+fn render_alerts(out: &mut String, alerts: &BTreeMap<(String, String), u64>) {
+    let n = family(
+        out,
+        "dg_audit_violations_total",
+        "counter",
+        "Violation alerts raised, per control.",
+    );
+    for id in ControlId::ALL.map(ControlId::as_str) {
+        let v = alerts
+            .get(&(id.to_string(), "violation".to_string()))
+            .copied()
+            .unwrap_or(0);
+        put(out, format!("{n}{{control=\"{id}\"}} {v}"));
+    }
+    let n = family(
+        out,
+        "dg_audit_alerts_total",
+        "counter",
+        "Alerts raised, per control and verdict (violation, finding, inconclusive).",
+    );
+    for ((id, verdict), v) in alerts {
+        put(
+            out,
+            format!(
+                "{n}{{control=\"{}\",verdict=\"{}\"}} {v}",
+                escape(id),
+                escape(verdict)
+            ),
+        );
+    }
+}
+
+/// The evidence ring: files on disk, faults.
+fn render_ring(out: &mut String, s: &MetricsState) {
+    scalar(
+        out,
+        "dg_audit_evidence_ring_files",
+        "gauge",
+        "Files of the evidence ring (-w) on disk.",
+        s.ring_files,
+    );
+    scalar(
+        out,
+        "dg_audit_evidence_ring_faults_total",
+        "counter",
+        "Evidence ring write faults (full disk); the ring stops, measurement goes on.",
+        s.ring_faults,
+    );
+}
+
+/// A family of one unlabelled sample.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl Display) {
+    family(out, name, kind, help);
+    put(out, format!("{name} {value}"));
+}
+
+/// A family with one sample per source host.
+fn per_source<V>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    values: &BTreeMap<String, V>,
+    show: impl Fn(&V) -> String,
+) {
+    family(out, name, kind, help);
+    for (src, v) in values {
+        put(
+            out,
+            format!("{name}{{source=\"{}\"}} {}", escape(src), show(v)),
+        );
     }
 }
 

@@ -24,11 +24,13 @@ const MAX_RECORD: u32 = 65_535;
 /// Ring limits.
 #[derive(Debug, Clone)]
 pub struct RingConfig {
+    /// Directory of the ring files (created if missing).
     pub dir: PathBuf,
     /// Rotate once a file reaches this many bytes.
     pub file_bytes: u64,
     /// Keep at most this many files of this run.
     pub files: usize,
+    /// libpcap link type written in each file's header.
     pub link_type: u32,
 }
 
@@ -51,10 +53,15 @@ pub enum RingError {
 /// One file of the ring and the packet times it holds.
 #[derive(Debug, Clone)]
 pub struct RingFile {
+    /// Where the file is.
     pub path: PathBuf,
+    /// Packet time of its first record, nanoseconds since the epoch.
     pub first_ts: i64,
+    /// Packet time of its last record, nanoseconds since the epoch.
     pub last_ts: i64,
+    /// Its size, header included.
     pub bytes: u64,
+    /// Packets in it.
     pub records: u64,
 }
 

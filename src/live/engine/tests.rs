@@ -166,7 +166,7 @@ fn of(alerts: &Sink, control: &str) -> Vec<Alert> {
         .lock()
         .expect("lock")
         .iter()
-        .filter(|a| a.control == control)
+        .filter(|a| a.control.as_str() == control)
         .cloned()
         .collect()
 }

@@ -1,7 +1,14 @@
 //! `dg-audit live`: watch an interface and judge licensing traffic as it happens.
 //!
+//! Files: `mod.rs` (this: threads, signals, start and end of a watch), [`engine`] (evaluates:
+//! window of changed flows, the audit's controls, alerts), [`alerts`] (the alert line, typed
+//! de-duplication keys, the sink), [`watch`] (per-source check-ins, overdue in silence),
+//! [`input`] (the live input's facts and hash), [`metrics`] (Prometheus), [`ring`] (the evidence
+//! ring), `privs` (dropping root). The flags are parsed in `crate::cli::live`, which hands over a
+//! validated [`LiveConfig`]: nothing here knows the argument parser.
+//!
 //! Threads and tasks:
-//! - the capture thread (libpcap blocks) owns the capture, the [`Engine`] (decoder, flow table,
+//! - the capture thread (libpcap blocks) owns the capture, the [`Engine`] (a `pipeline::Pass`,
 //!   controls) and the evidence ring; it wakes at least every [`READ_TIMEOUT_MS`] ms even when
 //!   nothing arrives, so overdue check-ins are noticed during silence;
 //! - the alert writer thread turns alerts into NDJSON lines (stdout or `--alerts FILE`); the
@@ -17,23 +24,27 @@
 //!
 //! [`READ_TIMEOUT_MS`]: crate::source::live::READ_TIMEOUT_MS
 
+pub mod alerts;
 mod engine;
+pub mod input;
 pub mod metrics;
 mod privs;
 pub mod ring;
+pub mod watch;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-pub use engine::{Alert, AlertSink, Engine, EngineConfig, SETTLE_NANOS};
+pub use alerts::{Alert, AlertSink};
+pub use engine::{Engine, EngineConfig, SETTLE_NANOS};
 use metrics::Metrics;
 use ring::{Ring, RingConfig};
 
@@ -44,130 +55,50 @@ use crate::source::live::{LiveCapture, LiveOptions};
 /// Alerts queued between the capture thread and the writer before new ones are dropped.
 const ALERT_QUEUE: usize = 4096;
 
-/// `dg-audit live`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct LiveArgs {
-    /// Interface to capture on, or "any" for all [default: libpcap's first interface].
-    #[arg(short = 'i', long = "iface", value_name = "IFACE")]
-    pub iface: Option<String>,
-    /// Policy file (TOML); without it the embedded default, which mirrors Deepgram's documentation.
-    #[arg(long, value_name = "POLICY")]
-    pub policy: Option<PathBuf>,
-    /// Bytes kept of each packet (enough for ClientHellos and HTTP headers).
-    #[arg(short = 's', long, default_value_t = 65535, value_name = "BYTES")]
-    pub snaplen: u32,
-    /// Promiscuous mode: also see traffic of other hosts (mirror/SPAN ports; needs CAP_NET_ADMIN).
-    #[arg(long, overrides_with = "no_promisc")]
-    pub promisc: bool,
-    /// No promiscuous mode (the default): only this host's traffic.
-    #[arg(long = "no-promisc", overrides_with = "promisc")]
-    pub no_promisc: bool,
-    /// Immediate mode: packets are handed over as they arrive (the default).
-    #[arg(long, overrides_with = "no_immediate")]
-    pub immediate: bool,
-    /// Let the kernel batch packets (less CPU, up to 100 ms later alerts).
-    #[arg(long = "no-immediate", overrides_with = "immediate")]
-    pub no_immediate: bool,
-    /// Kernel capture buffer in KiB (tcpdump's -B); raise it when drops are reported.
-    #[arg(
-        short = 'B',
-        long = "buffer-size",
-        default_value_t = 8192,
-        value_name = "KIB"
-    )]
-    pub buffer_size: u32,
+/// A validated `dg-audit live` configuration (built from the flags by `crate::cli::live`).
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// How to open the interface (snaplen and buffer already raised to their floors).
+    pub capture: LiveOptions,
+    /// The policy in force, overrides applied and checked (tolerance below the cadence).
+    pub policy: Policy,
+    /// How the policy was given, recorded in the audit.
+    pub policy_source: Option<String>,
+    /// Name of this sensor, recorded in the audit.
+    pub sensor: Option<String>,
     /// Stop after this many frames.
-    #[arg(short = 'c', long, value_name = "COUNT")]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<u64>,
-    /// Drop privileges to this user once the interface is open (as tcpdump -Z).
-    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub duration_secs: Option<u64>,
+    /// Drop privileges to this user once the interface is open.
     pub user: Option<String>,
-    /// Write alerts (NDJSON) to this file, appending [default: standard output].
-    #[arg(long, value_name = "FILE")]
+    /// Append alerts to this file (standard output when `None`).
     pub alerts: Option<PathBuf>,
-    /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9464, or :9464 for every address).
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    /// Serve Prometheus metrics here.
     pub metrics: Option<SocketAddr>,
-    /// Keep a rotating pcap ring of evidence in DIR; alerts name the files.
-    #[arg(short = 'w', value_name = "DIR")]
-    pub write_dir: Option<PathBuf>,
-    /// Size of one ring file, in millions of bytes (tcpdump's -C).
-    #[arg(long, default_value_t = 100, value_name = "MB", requires = "write_dir")]
-    pub ring_file_mb: u64,
-    /// Ring files kept (tcpdump's -W); the oldest is deleted.
-    #[arg(long, default_value_t = 10, value_name = "N", requires = "write_dir")]
-    pub ring_files: usize,
-    /// Write the audit (JSON, as `analyze --format json`) to FILE on exit.
-    #[arg(long, value_name = "FILE")]
+    /// Keep an evidence ring.
+    pub ring: Option<RingOptions>,
+    /// Write the audit here on exit.
     pub audit: Option<PathBuf>,
-    /// Expected seconds between check-ins (overrides the policy's cadence_seconds).
-    #[arg(long, value_name = "SECS")]
-    pub cadence: Option<u64>,
-    /// Drift allowed before a check-in is overdue (overrides cadence_tolerance_seconds).
-    #[arg(long, value_name = "SECS")]
-    pub cadence_tolerance: Option<u64>,
-    /// Name of this sensor, recorded in the audit for merged reports.
-    #[arg(long)]
-    pub sensor: Option<String>,
-    /// BPF filter expression (tcpdump syntax), e.g. `tcp port 443 or udp port 53`.
-    #[arg(
-        value_name = "EXPRESSION",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub expression: Vec<String>,
 }
 
-fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_string()
-    };
-    full.parse().map_err(|_| {
-        format!("{text:?} is not an address:port; write e.g. 127.0.0.1:9464, [::1]:9464 or :9464")
-    })
+/// Where and how large the evidence ring is (both limits at least 1).
+#[derive(Debug, Clone)]
+pub struct RingOptions {
+    /// Directory of the ring files.
+    pub dir: PathBuf,
+    /// Rotate once a file reaches this many bytes.
+    pub file_bytes: u64,
+    /// Files kept.
+    pub files: usize,
 }
 
+/// Wall-clock now, nanoseconds since the epoch.
 fn wall_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// The policy with the command line's overrides, and how it was given.
-fn effective_policy(args: &LiveArgs) -> Result<(Policy, Option<String>)> {
-    let mut policy = match &args.policy {
-        Some(p) => Policy::load(p)?,
-        None => Policy::default_policy(),
-    };
-    let mut source = args.policy.as_ref().map(|p| p.display().to_string());
-    let mut overrides = Vec::new();
-    if let Some(c) = args.cadence {
-        policy.licensing.cadence_seconds = c;
-        overrides.push(format!("--cadence {c}"));
-    }
-    if let Some(t) = args.cadence_tolerance {
-        policy.licensing.cadence_tolerance_seconds = t;
-        overrides.push(format!("--cadence-tolerance {t}"));
-    }
-    let l = &policy.licensing;
-    if l.cadence_seconds == 0 || l.cadence_tolerance_seconds >= l.cadence_seconds {
-        bail!(
-            "cadence {} s with tolerance {} s: the cadence must be positive and the tolerance below it (e.g. --cadence 60 --cadence-tolerance 15)",
-            l.cadence_seconds,
-            l.cadence_tolerance_seconds
-        );
-    }
-    if !overrides.is_empty() {
-        let base = source.unwrap_or_else(|| "default policy".into());
-        source = Some(format!("{base} with {}", overrides.join(" ")));
-    }
-    Ok((policy, source))
 }
 
 /// Opens an output once privileges are dropped, so files belong to the user dg-audit runs as.
@@ -187,89 +118,49 @@ fn open_alerts(path: Option<&PathBuf>) -> Result<(Box<dyn Write + Send>, String)
     })
 }
 
+/// What the tokio side asks of the capture thread, between two reads.
 enum Command {
+    /// The once-a-second work ([`Engine::tick`]).
     Tick,
+    /// End the capture (a signal).
     Stop,
 }
 
+/// What the capture thread hands back when it ends.
 struct Outcome {
     audit: Audit,
+    /// Why the capture stopped on its own, if it did (exit code 2).
     fault: Option<String>,
 }
 
+/// When the capture thread stops by itself.
 struct Limits {
+    /// After this many frames (`-c`).
     count: Option<u64>,
+    /// At this wall time (`--duration`), nanoseconds since the epoch.
     deadline: Option<i64>,
 }
 
 /// Runs the live capture until a signal, `-c`, `--duration` or a fault; returns the exit code
 /// of the audit's verdict (0, 1, 3), or 2 when the capture faulted (the audit is still written).
-pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
-    let (policy, policy_source) = effective_policy(args)?;
-    if args.write_dir.is_some() && (args.ring_file_mb == 0 || args.ring_files == 0) {
-        bail!("--ring-file-mb and --ring-files must be at least 1");
-    }
-    let expression = args.expression.join(" ");
-    let options = LiveOptions {
-        iface: args.iface.clone(),
-        snaplen: args.snaplen.max(64),
-        promisc: args.promisc && !args.no_promisc,
-        immediate: !args.no_immediate,
-        buffer_kib: args.buffer_size.max(64),
-        filter: (!expression.trim().is_empty()).then(|| expression.clone()),
-    };
+pub fn run_live(config: &LiveConfig, quiet: bool) -> Result<u8> {
     // Privileged steps first: the device, and a metrics port (which may be below 1024).
-    let capture = LiveCapture::open(&options)?;
-    let listener = match args.metrics {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).with_context(|| {
-                format!("cannot serve metrics on {addr} (address in use, or not on this host)")
-            })?;
-            l.set_nonblocking(true)?;
-            Some(l)
-        }
-        None => None,
-    };
-    if let Some(user) = &args.user {
+    let capture = LiveCapture::open(&config.capture)?;
+    let listener = config.metrics.map(listen).transpose()?;
+    if let Some(user) = &config.user {
         privs::drop_to(user)?;
     }
-    let (alerts_out, alerts_label) = open_alerts(args.alerts.as_ref())?;
-    let audit_file = match &args.audit {
-        Some(p) => Some((
-            File::create(p)
-                .with_context(|| format!("cannot write the audit to {}", p.display()))?,
-            p.clone(),
-        )),
-        None => None,
-    };
+    let (alerts_out, alerts_label) = open_alerts(config.alerts.as_ref())?;
+    let audit_file = config.audit.as_deref().map(create_audit).transpose()?;
     let start = wall_nanos();
-    let ring = match &args.write_dir {
-        Some(dir) => Some(Ring::new(
-            RingConfig {
-                dir: dir.clone(),
-                file_bytes: args.ring_file_mb.saturating_mul(1_000_000),
-                files: args.ring_files,
-                link_type: capture.link_type(),
-            },
-            start,
-        )?),
-        None => None,
-    };
+    let ring = config
+        .ring
+        .as_ref()
+        .map(|r| open_ring(r, capture.link_type(), start))
+        .transpose()?;
     let iface = capture.iface().to_string();
     if !quiet {
-        eprintln!(
-            "dg-audit: listening on {iface}, link-type {}, snapshot length {} bytes{}; alerts to {alerts_label}{}{}",
-            capture.link_type(),
-            capture.snaplen(),
-            if expression.is_empty() { String::new() } else { format!(", filter {expression:?}") },
-            args.metrics
-                .map(|a| format!("; metrics on http://{a}/metrics"))
-                .unwrap_or_default(),
-            args.write_dir
-                .as_ref()
-                .map(|d| format!("; evidence ring in {}", d.display()))
-                .unwrap_or_default(),
-        );
+        announce(config, &capture, &alerts_label);
     }
     let metrics = Metrics::new();
     let (alert_tx, alert_rx) = tokio::sync::mpsc::channel::<Alert>(ALERT_QUEUE);
@@ -283,9 +174,9 @@ pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
     };
     let mut engine = Engine::new(
         EngineConfig {
-            policy,
-            policy_source,
-            sensor: args.sensor.clone(),
+            policy: config.policy.clone(),
+            policy_source: config.policy_source.clone(),
+            sensor: config.sensor.clone(),
             input_name: format!("live:{iface}"),
             link_type: capture.link_type(),
             snaplen: capture.snaplen(),
@@ -299,7 +190,7 @@ pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
     }
     let status = !quiet && io::stderr().is_terminal();
     // Alerts and the status line on one terminal: clear the status line before each alert.
-    let clear_status = status && args.alerts.is_none() && io::stdout().is_terminal();
+    let clear_status = status && config.alerts.is_none() && io::stdout().is_terminal();
     let writer = {
         let metrics = metrics.clone();
         std::thread::Builder::new()
@@ -310,9 +201,9 @@ pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
             .context("cannot start the alert writer")?
     };
     let limits = Limits {
-        count: args.count,
-        deadline: args
-            .duration
+        count: config.count,
+        deadline: config
+            .duration_secs
             .map(|s| start.saturating_add((s as i64).saturating_mul(1_000_000_000))),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -325,7 +216,60 @@ pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
     // The engine (and with it the alert queue's sender) is gone: the writer drains and ends.
     let _ = writer.join();
     drop(runtime);
+    Ok(conclude(outcome, audit_file, quiet))
+}
 
+/// Creates the audit file up front (as the user dg-audit runs as), so a bad path fails now.
+fn create_audit(path: &Path) -> Result<(File, PathBuf)> {
+    let file = File::create(path)
+        .with_context(|| format!("cannot write the audit to {}", path.display()))?;
+    Ok((file, path.to_path_buf()))
+}
+
+fn open_ring(options: &RingOptions, link_type: u32, start: i64) -> Result<Ring> {
+    let config = RingConfig {
+        dir: options.dir.clone(),
+        file_bytes: options.file_bytes,
+        files: options.files,
+        link_type,
+    };
+    Ok(Ring::new(config, start)?)
+}
+
+/// Binds the metrics port (before privileges are dropped: it may be below 1024).
+fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    let l = TcpListener::bind(addr).with_context(|| {
+        format!("cannot serve metrics on {addr} (address in use, or not on this host)")
+    })?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// The "listening on" line: what is captured and where everything goes.
+fn announce(config: &LiveConfig, capture: &LiveCapture, alerts_label: &str) {
+    eprintln!(
+        "dg-audit: listening on {}, link-type {}, snapshot length {} bytes{}; alerts to {alerts_label}{}{}",
+        capture.iface(),
+        capture.link_type(),
+        capture.snaplen(),
+        match &config.capture.filter {
+            Some(expression) => format!(", filter {expression:?}"),
+            None => String::new(),
+        },
+        config
+            .metrics
+            .map(|a| format!("; metrics on http://{a}/metrics"))
+            .unwrap_or_default(),
+        config
+            .ring
+            .as_ref()
+            .map(|r| format!("; evidence ring in {}", r.dir.display()))
+            .unwrap_or_default(),
+    );
+}
+
+/// Writes the audit, prints the closing line, and gives the exit code.
+fn conclude(outcome: Outcome, audit_file: Option<(File, PathBuf)>, quiet: bool) -> u8 {
     let audit = outcome.audit;
     if let Some((file, path)) = audit_file {
         if let Err(e) = write_audit(&file, &audit) {
@@ -335,7 +279,7 @@ pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
             );
             let _ = serde_json::to_writer_pretty(io::stderr().lock(), &audit);
             eprintln!();
-            return Ok(2);
+            return 2;
         }
     }
     if !quiet {
@@ -351,9 +295,9 @@ pub fn run_live(args: &LiveArgs, quiet: bool) -> Result<u8> {
     }
     if let Some(fault) = outcome.fault {
         eprintln!("dg-audit: error: {fault}");
-        return Ok(2);
+        return 2;
     }
-    Ok(audit.verdict.exit_code())
+    audit.verdict.exit_code()
 }
 
 fn write_audit(file: &File, audit: &Audit) -> io::Result<()> {
@@ -543,74 +487,5 @@ fn write_alerts(
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        live: LiveArgs,
-    }
-
-    #[test]
-    fn parses_tcpdump_style_flags_and_a_trailing_filter() {
-        let cli = Cli::try_parse_from([
-            "live",
-            "-i",
-            "eth0",
-            "-s",
-            "1500",
-            "-c",
-            "10",
-            "-Z",
-            "nobody",
-            "-w",
-            "/tmp/r",
-            "--ring-files",
-            "3",
-            "--metrics",
-            ":9464",
-            "--no-promisc",
-            "--promisc",
-            "tcp",
-            "port",
-            "443",
-        ])
-        .expect("parses");
-        let a = cli.live;
-        assert_eq!(a.iface.as_deref(), Some("eth0"));
-        assert_eq!(a.snaplen, 1500);
-        assert_eq!(a.count, Some(10));
-        assert!(a.promisc && !a.no_promisc);
-        assert!(!a.no_immediate);
-        assert_eq!(a.ring_files, 3);
-        assert_eq!(a.metrics, Some("0.0.0.0:9464".parse().expect("addr")));
-        assert_eq!(a.expression.join(" "), "tcp port 443");
-    }
-
-    #[test]
-    fn cadence_overrides_are_validated_and_recorded() {
-        let cli = Cli::try_parse_from(["live", "--cadence", "3", "--cadence-tolerance", "1"])
-            .expect("parses");
-        let (policy, source) = effective_policy(&cli.live).expect("valid");
-        assert_eq!(policy.licensing.cadence_seconds, 3);
-        assert_eq!(policy.licensing.cadence_tolerance_seconds, 1);
-        assert_eq!(
-            source.as_deref(),
-            Some("default policy with --cadence 3 --cadence-tolerance 1")
-        );
-        let cli = Cli::try_parse_from(["live", "--cadence", "3"]).expect("parses");
-        let err = effective_policy(&cli.live).expect_err("tolerance 15 >= cadence 3");
-        assert!(err.to_string().contains("tolerance below it"), "{err}");
-    }
-
-    #[test]
-    fn ring_options_need_a_directory() {
-        assert!(Cli::try_parse_from(["live", "--ring-files", "3"]).is_err());
     }
 }
