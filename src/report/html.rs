@@ -18,7 +18,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::merge::Merged;
-use super::render::{audio_sentence, report_time, verdict_clause, volume_sentence, RenderOptions};
+use super::prose::{audio_sentence, human_seconds, report_time, verdict_clause, volume_sentence};
 use crate::audit::{Audit, ControlId, ControlResult, ControlVerdict, LicensingConnection, Verdict};
 use crate::inspect::secrets::redact_text;
 use crate::units::{human_bytes, rfc3339, NANOS};
@@ -187,7 +187,7 @@ a{color:inherit;text-decoration:none}
 "#;
 
 /// The whole page.
-pub fn write_html(merged: &Merged, options: &RenderOptions) -> String {
+pub fn write_html(merged: &Merged, generated_at_nanos: Option<i64>) -> String {
     let a = &merged.audit;
     let mut h = String::with_capacity(256 * 1024);
     let title = format!(
@@ -207,8 +207,8 @@ pub fn write_html(merged: &Merged, options: &RenderOptions) -> String {
     sensors(&mut h, merged);
     controls(&mut h, a);
     minutes_table(&mut h, a);
-    custody(&mut h, merged, options);
-    let (time, how) = report_time(merged, options);
+    custody(&mut h, merged, generated_at_nanos);
+    let (time, how) = report_time(merged, generated_at_nanos);
     let _ = writeln!(
         h,
         "<footer>dg-audit {} report · report time {} ({}) · built only from the audit JSON; regenerate with <code>dg-audit report</code></footer>",
@@ -301,7 +301,7 @@ fn summary(h: &mut String, merged: &Merged) {
         "Speech the licensing channel could carry",
         &match worst_audio {
             Some((s, _)) if !l.per_minute.is_empty() => {
-                format!("≤ {} / min", super::render::human_seconds(s))
+                format!("≤ {} / min", human_seconds(s))
             }
             _ => "none".into(),
         },
@@ -313,7 +313,7 @@ fn summary(h: &mut String, merged: &Merged) {
         h,
         "",
         "Period",
-        &super::render::human_seconds(a.capture.duration_seconds),
+        &human_seconds(a.capture.duration_seconds),
         &format!(
             "{} .. {} · {}",
             short_time(&a.capture.start),
@@ -712,8 +712,8 @@ fn control(h: &mut String, a: &Audit, c: &ControlResult) {
                 h,
                 "<tr><td>{} kbit/s</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 b.codec_kbps,
-                super::render::human_seconds(b.seconds_per_minute_at_p99),
-                super::render::human_seconds(b.seconds_per_minute_at_max)
+                human_seconds(b.seconds_per_minute_at_p99),
+                human_seconds(b.seconds_per_minute_at_max)
             );
         }
         h.push_str("</table>\n");
@@ -831,9 +831,9 @@ fn minutes_table(h: &mut String, a: &Audit) {
     h.push_str("</table>\n</section>\n");
 }
 
-fn custody(h: &mut String, merged: &Merged, options: &RenderOptions) {
+fn custody(h: &mut String, merged: &Merged, generated_at_nanos: Option<i64>) {
     let a = &merged.audit;
-    let (time, how) = report_time(merged, options);
+    let (time, how) = report_time(merged, generated_at_nanos);
     h.push_str("<section class=\"page\">\n<h2>Chain of custody</h2>\n");
     let _ = writeln!(
         h,
