@@ -9,17 +9,18 @@
 //! the cadence chart plots the check-ins the audit lists (`licensing.checkins`, the rule of
 //! `crate::audit::checkins`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
-use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::markup::text;
+use crate::audit::checkins::CheckIn;
 use crate::audit::{Audit, LicensingConnection};
 use crate::inspect::secrets::redact_text;
 use crate::report::merge::Merged;
@@ -33,7 +34,6 @@ pub fn write_charts(h: &mut String, merged: &Merged) {
     let a = &merged.audit;
     let groups = host_groups(merged);
     let axis = TimeAxis::new(a);
-    let l = &a.licensing;
     let (timeline, derived) = timeline_rows(&groups);
     let hosts = HostColors::new(&groups, &timeline);
     h.push_str("<section class=\"page\">\n<h2>Licensing traffic</h2>\n");
@@ -62,16 +62,9 @@ pub fn write_charts(h: &mut String, merged: &Merged) {
     figure(
         h,
         "Check-in cadence",
-        &format!(
-            "seconds between consecutive answered check-ins of each host{}",
-            if derived { " (minute resolution)" } else { "" }
-        ),
-        cadence_chart(a, &checkin_intervals(&groups, &timeline), &axis, &hosts),
-        if l.per_minute.is_empty() {
-            "No check-ins to measure."
-        } else {
-            "Fewer than two answered check-ins per host (a held connection carries its check-ins inside one connection; see the per-minute chart)."
-        },
+        "seconds between consecutive answered check-ins of each host",
+        cadence_chart(a, &checkin_intervals(&groups), &axis, &hosts),
+        cadence_empty(&groups),
     );
     figure(
         h,
@@ -85,8 +78,7 @@ pub fn write_charts(h: &mut String, merged: &Merged) {
 
 /// The median number of seconds between consecutive check-ins of a host, over every host.
 pub fn median_checkin_interval(merged: &Merged) -> Option<f64> {
-    let groups = host_groups(merged);
-    let cadence = checkin_intervals(&groups, &timeline_rows(&groups).0);
+    let cadence = checkin_intervals(&host_groups(merged));
     let mut intervals: Vec<f64> = cadence
         .intervals
         .values()
@@ -362,6 +354,9 @@ const PALETTE: [RGBColor; 8] = [
 struct HostColors(BTreeMap<String, RGBColor>);
 
 impl HostColors {
+    /// Colours for the hosts of the licensing series and timeline first, in address order, then
+    /// for hosts that only check in (through a License Proxy hop), so that adding the latter
+    /// never changes the colour of the former.
     fn new(groups: &[(String, &Audit)], timeline: &[(String, LicensingConnection)]) -> Self {
         let mut hosts: Vec<String> = groups
             .iter()
@@ -375,9 +370,22 @@ impl HostColors {
             .collect();
         hosts.sort();
         hosts.dedup();
+        let mut checking_in: Vec<String> = groups
+            .iter()
+            .flat_map(|(prefix, a)| {
+                a.licensing
+                    .checkins
+                    .iter()
+                    .map(move |c| host_key(prefix, &c.source))
+            })
+            .filter(|h| hosts.binary_search(h).is_err())
+            .collect();
+        checking_in.sort();
+        checking_in.dedup();
         HostColors(
             hosts
                 .into_iter()
+                .chain(checking_in)
                 .enumerate()
                 .map(|(i, h)| (h, PALETTE[i % PALETTE.len()]))
                 .collect(),
@@ -716,64 +724,66 @@ fn timeline_legend(timeline: &[(String, LicensingConnection)], budget: u64) -> V
 
 // ------------------------------------------------------------------------------ cadence
 
-/// Check-in intervals per host.
+/// Check-in intervals per host, from the check-ins the audit lists.
 struct Cadence {
     /// Per host: (check-in time, seconds since the previous check-in).
     intervals: BTreeMap<String, Vec<(i64, f64)>>,
-    /// Hosts whose check-ins travel inside one held connection: their intervals are those of
-    /// their active minutes (minute resolution).
-    by_minute: Vec<String>,
+    /// Hosts with a held connection: it checks in once in each minute it sends, so their
+    /// intervals are between active minutes (minute resolution).
+    held: BTreeSet<String>,
 }
 
-/// Intervals between answered check-ins; for a host with fewer than two answered connections
-/// (a held connection), between its active minutes, as the CADENCE control counts them.
-fn checkin_intervals(
-    groups: &[(String, &Audit)],
-    timeline: &[(String, LicensingConnection)],
-) -> Cadence {
-    let mut starts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (host, c) in timeline.iter().filter(|(_, c)| c.answered) {
-        starts
-            .entry(host.clone())
-            .or_default()
-            .push(c.start_ts_nanos);
-    }
-    let mut by_minute = Vec::new();
+/// Intervals between the consecutive check-ins of each host, as `licensing.checkins` lists them
+/// (the one rule of `crate::audit::checkins`, which CADENCE applies too). An audit written
+/// before the audit carried check-ins lists none: its chart is empty and says why, rather than
+/// guessing check-ins from the connection timeline with a second rule.
+fn checkin_intervals(groups: &[(String, &Audit)]) -> Cadence {
+    let mut by_host: BTreeMap<String, Vec<&CheckIn>> = BTreeMap::new();
     for (prefix, a) in groups {
-        let mut minutes: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for m in a
-            .licensing
-            .per_minute
-            .iter()
-            .filter(|m| m.egress_ip_bytes > 0)
-        {
-            minutes
-                .entry(host_key(prefix, &m.source.to_string()))
+        for c in &a.licensing.checkins {
+            by_host
+                .entry(host_key(prefix, &c.source))
                 .or_default()
-                .push(m.start_ts * NANOS);
-        }
-        for (host, ts) in minutes {
-            if ts.len() >= 2 && starts.get(&host).is_none_or(|s| s.len() < 2) {
-                starts.insert(host.clone(), ts);
-                by_minute.push(host);
-            }
+                .push(c);
         }
     }
-    let intervals = starts
-        .into_iter()
-        .map(|(source, mut ts)| {
-            ts.sort();
-            let v = ts
-                .windows(2)
-                .map(|w| (w[1], (w[1] - w[0]) as f64 / 1e9))
-                .collect();
-            (source, v)
-        })
-        .filter(|(_, v): &(String, Vec<(i64, f64)>)| !v.is_empty())
-        .collect();
-    Cadence {
-        intervals,
-        by_minute,
+    let mut held = BTreeSet::new();
+    let mut intervals = BTreeMap::new();
+    for (host, mut checkins) in by_host {
+        checkins.sort_by_key(|c| c.ts);
+        // Only a held connection checks in more than once.
+        let mut uids: Vec<&str> = checkins.iter().map(|c| c.uid.as_str()).collect();
+        uids.sort_unstable();
+        if uids.windows(2).any(|w| w[0] == w[1]) {
+            held.insert(host.clone());
+        }
+        let v: Vec<(i64, f64)> = checkins
+            .windows(2)
+            .map(|w| {
+                (
+                    w[1].ts.nanos(),
+                    (w[1].ts.nanos() - w[0].ts.nanos()) as f64 / 1e9,
+                )
+            })
+            .collect();
+        if !v.is_empty() {
+            intervals.insert(host, v);
+        }
+    }
+    Cadence { intervals, held }
+}
+
+/// What the cadence figure says when it has no interval to draw.
+fn cadence_empty(groups: &[(String, &Audit)]) -> &'static str {
+    if groups
+        .iter()
+        .all(|(_, a)| a.licensing.per_minute.is_empty())
+    {
+        "No check-ins to measure."
+    } else if groups.iter().all(|(_, a)| a.licensing.checkins.is_empty()) {
+        "This audit lists no check-ins (it was written before audits carried licensing.checkins): regenerate it with dg-audit analyze to chart the cadence."
+    } else {
+        "Fewer than two answered check-ins per host (a held connection carries its check-ins inside one connection; see the per-minute chart)."
     }
 }
 
@@ -833,7 +843,7 @@ fn cadence_chart(
         format!("expected: every {cadence:.0} ± {tolerance:.0} s"),
     )];
     legend.extend(intervals.keys().map(|h| {
-        let by_minute = if cadence_data.by_minute.contains(h) {
+        let by_minute = if cadence_data.held.contains(h) {
             " (held connection: between active minutes)"
         } else {
             ""
