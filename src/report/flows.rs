@@ -171,6 +171,11 @@ pub fn write_text(
         )?;
     }
     writeln!(w)?;
+    write_totals(w, summary, flows.len())
+}
+
+/// The line under the table: flows, frames, what was skipped and why, and whether it is complete.
+fn write_totals(w: &mut dyn Write, summary: &PassSummary, flows: usize) -> io::Result<()> {
     let d = &summary.decode;
     let skipped: u64 = d.skipped.values().sum();
     let reasons = d
@@ -190,7 +195,7 @@ pub fn write_text(
     write!(
         w,
         "{} flows from {} frames ({} packets decoded, {skipped} without a packet{}); {} mid-stream, {} evicted",
-        flows.len(),
+        flows,
         d.frames,
         d.packets,
         if reasons.is_empty() { String::new() } else { format!(": {reasons}") },

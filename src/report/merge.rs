@@ -40,7 +40,7 @@ use crate::audit::checkins::CheckIn;
 use crate::audit::minutes::{stats, LicensingMinute};
 use crate::audit::{
     overall, Audit, CaptureSummary, ControlId, ControlResult, ControlVerdict, Destination,
-    FlowsSummary, Licensing, LicensingConnection, Tool, Verdict, SCHEMA_VERSION,
+    Evidence, FlowsSummary, Licensing, LicensingConnection, Tool, Verdict, SCHEMA_VERSION,
 };
 use crate::decode::DecodeStats;
 use crate::flow::FlowStats;
@@ -651,56 +651,68 @@ fn merge_controls(group: &[(&Audit, String)]) -> Vec<ControlResult> {
                 .collect();
             // Worst first; canonical order among equals (the sort is stable).
             results.sort_by_key(|(c, _)| std::cmp::Reverse(severity(c.verdict)));
-            let (worst, worst_label) = results[0];
-            let summaries: BTreeSet<&str> =
-                results.iter().map(|(c, _)| c.summary.as_str()).collect();
-            let summary = if results.len() == 1 {
-                worst.summary.clone()
-            } else if summaries.len() == 1 {
-                format!("{} (in each of {} audits)", worst.summary, results.len())
-            } else {
-                let mut counts: BTreeMap<u8, (ControlVerdict, usize)> = BTreeMap::new();
-                for (c, _) in &results[1..] {
-                    counts
-                        .entry(severity(c.verdict))
-                        .or_insert((c.verdict, 0))
-                        .1 += 1;
-                }
-                let others: Vec<String> = counts
-                    .values()
-                    .rev()
-                    .map(|(v, n)| format!("{n} {}", v.as_str()))
-                    .collect();
-                format!(
-                    "{worst_label}: {} (other audits: {})",
-                    worst.summary,
-                    others.join(", ")
-                )
-            };
-            let mut evidence = Vec::new();
-            let mut omitted = 0;
-            for (c, label) in &results {
-                omitted += c.evidence_omitted;
-                for e in &c.evidence {
-                    let mut e = e.clone();
-                    e.what = format!("[{label}] {}", e.what);
-                    if evidence.len() < MAX_EVIDENCE {
-                        evidence.push(e);
-                    } else {
-                        omitted += 1;
-                    }
-                }
-            }
+            let worst = results[0].0;
+            let (evidence, evidence_omitted) = merged_evidence(&results);
             ControlResult {
                 id,
                 verdict: worst.verdict,
                 rule: worst.rule.clone(),
-                summary,
+                summary: merged_summary(&results),
                 evidence,
-                evidence_omitted: omitted,
+                evidence_omitted,
             }
         })
         .collect()
+}
+
+/// One control's summary over several audits (`results` worst first): the worst audit's, with
+/// how many audits said it, or what the others found.
+fn merged_summary(results: &[(&ControlResult, &str)]) -> String {
+    let (worst, worst_label) = results[0];
+    let summaries: BTreeSet<&str> = results.iter().map(|(c, _)| c.summary.as_str()).collect();
+    if results.len() == 1 {
+        return worst.summary.clone();
+    }
+    if summaries.len() == 1 {
+        return format!("{} (in each of {} audits)", worst.summary, results.len());
+    }
+    let mut counts: BTreeMap<u8, (ControlVerdict, usize)> = BTreeMap::new();
+    for (c, _) in &results[1..] {
+        counts
+            .entry(severity(c.verdict))
+            .or_insert((c.verdict, 0))
+            .1 += 1;
+    }
+    let others: Vec<String> = counts
+        .values()
+        .rev()
+        .map(|(v, n)| format!("{n} {}", v.as_str()))
+        .collect();
+    format!(
+        "{worst_label}: {} (other audits: {})",
+        worst.summary,
+        others.join(", ")
+    )
+}
+
+/// One control's evidence over several audits, each item tagged with its audit's label, worst
+/// audits first, at most [`MAX_EVIDENCE`] items; returns them and how many were left out.
+fn merged_evidence(results: &[(&ControlResult, &str)]) -> (Vec<Evidence>, u64) {
+    let mut evidence = Vec::new();
+    let mut omitted = 0;
+    for (c, label) in results {
+        omitted += c.evidence_omitted;
+        for e in &c.evidence {
+            let mut e = e.clone();
+            e.what = format!("[{label}] {}", e.what);
+            if evidence.len() < MAX_EVIDENCE {
+                evidence.push(e);
+            } else {
+                omitted += 1;
+            }
+        }
+    }
+    (evidence, omitted)
 }
 
 fn merge_capture(audits: &[&Audit]) -> CaptureSummary {

@@ -837,6 +837,21 @@ fn cadence_chart(
         }
         Ok(())
     })?;
+    Ok(Some(Chart {
+        svg,
+        legend: cadence_legend(cadence_data, hosts, cadence, tolerance),
+    }))
+}
+
+/// The expected band, one dot per host (marking held connections), and the ring when an
+/// interval falls outside the band.
+fn cadence_legend(
+    cadence_data: &Cadence,
+    hosts: &HostColors,
+    cadence: f64,
+    tolerance: f64,
+) -> Vec<LegendItem> {
+    let intervals = &cadence_data.intervals;
     let mut legend = vec![item(
         Swatch::Band,
         PASS,
@@ -854,6 +869,7 @@ fn cadence_chart(
             format!("{}{by_minute}", label(h, 60)),
         )
     }));
+    let outside = |s: f64| (s - cadence).abs() > tolerance;
     if intervals.values().flatten().any(|(_, s)| outside(*s)) {
         legend.push(item(
             Swatch::Ring,
@@ -861,7 +877,7 @@ fn cadence_chart(
             "interval outside the expected band",
         ));
     }
-    Ok(Some(Chart { svg, legend }))
+    legend
 }
 
 // ------------------------------------------------------------------------------ destinations
