@@ -13,10 +13,14 @@ use crate::units::{rfc3339, secs6};
 /// The JSON document of `dg-audit flows --format json`.
 #[derive(Serialize)]
 pub struct FlowsDocument<'a> {
+    /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
+    /// This build of dg-audit.
     pub tool: Tool,
+    /// The pass's inputs, counts and span, flattened into the document.
     #[serde(flatten)]
     pub summary: &'a PassSummary,
+    /// Every flow, in time order.
     pub flows: &'a [FlowRecord],
 }
 

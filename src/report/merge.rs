@@ -58,15 +58,23 @@ const SAME_CONNECTION_NANOS: i64 = 1_000_000_000;
 pub struct AuditPart {
     /// How reports name this audit: the sensor, the first input file, or both.
     pub label: String,
+    /// The audit's sensor name (`analyze --sensor`), if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensor: Option<String>,
+    /// SHA-256 of its input files, sorted and distinct (what rule 1 compares).
     pub input_sha256: Vec<String>,
+    /// First packet time of its capture (RFC 3339).
     pub capture_start: String,
+    /// Last packet time of its capture (RFC 3339).
     pub capture_end: String,
+    /// Its own verdict.
     pub verdict: Verdict,
+    /// SHA-256 of the policy it applied.
     pub policy_sha256: String,
+    /// Where that policy came from (`None`: the embedded default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_source: Option<String>,
+    /// The dg-audit version that wrote it.
     pub tool_version: String,
     /// False when rule 1 found it a duplicate.
     pub counted: bool,
@@ -80,6 +88,7 @@ pub struct AuditPart {
 pub struct SensorAudit {
     /// The sensor name, or `unnamed` for audits without one.
     pub sensor: String,
+    /// Its audits merged with the deduplication rules 1 to 3.
     pub audit: Audit,
 }
 
