@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 
 use dg_audit::audit::Audit;
 use dg_audit::report::merge::merge;
-use dg_audit::report::render::{render, render_with, RenderOptions, ReportFormat};
+use dg_audit::report::{render, render_with, RenderOptions, ReportFormat};
 use dg_audit::units::human_bytes;
 use serde_json::Value;
 
@@ -406,7 +406,7 @@ fn report_counts_overlapping_minutes_of_one_sensor_once() {
 
 #[test]
 fn report_command_exit_code_is_the_merged_verdict() {
-    use dg_audit::report::render::{run_report, ReportArgs};
+    use dg_audit::cli::report::{run_report, ReportArgs};
     let dir = std::env::temp_dir().join(format!("dg-audit-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, audit: &Audit| {

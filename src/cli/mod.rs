@@ -2,6 +2,7 @@
 //! the pipeline and the report writers.
 
 pub mod live;
+pub mod report;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -46,7 +47,7 @@ pub enum Command {
     /// Watch an interface: alerts as a rule breaks, Prometheus metrics, an audit on exit.
     Live(live::LiveArgs),
     /// Render audits (one or more sensors or days) as HTML, Markdown or JSON.
-    Report(crate::report::render::ReportArgs),
+    Report(report::ReportArgs),
     /// Show, check or write a policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -196,7 +197,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Flows(args) => flows(args, cli.quiet),
         Command::Analyze(args) => analyze(args, cli.quiet),
         Command::Live(args) => crate::live::run_live(&args.config()?, cli.quiet),
-        Command::Report(args) => crate::report::render::run_report(&args),
+        Command::Report(args) => report::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
     }
 }
@@ -324,13 +325,13 @@ fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
     );
     audit.sensor = args.sensor.clone();
     if let Some(path) = &args.report {
-        crate::report::render::write_report(&audit, path, None)?;
+        crate::report::write_report(&audit, path, None)?;
     }
     let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let mut out = open_output(args.output.as_deref())?;
     match args.format {
-        AuditFormat::Text => crate::report::audit::write_text(&mut out, &audit, to_terminal)?,
-        AuditFormat::Markdown => crate::report::audit::write_markdown(&mut out, &audit)?,
+        AuditFormat::Text => crate::report::text::write_text(&mut out, &audit, to_terminal)?,
+        AuditFormat::Markdown => crate::report::markdown::write_markdown(&mut out, &audit)?,
         AuditFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &audit)?;
             writeln!(out)?;

@@ -13,10 +13,14 @@ use crate::units::{rfc3339, secs6};
 /// The JSON document of `dg-audit flows --format json`.
 #[derive(Serialize)]
 pub struct FlowsDocument<'a> {
+    /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
+    /// This build of dg-audit.
     pub tool: Tool,
+    /// The pass's inputs, counts and span, flattened into the document.
     #[serde(flatten)]
     pub summary: &'a PassSummary,
+    /// Every flow, in time order.
     pub flows: &'a [FlowRecord],
 }
 
@@ -171,6 +175,11 @@ pub fn write_text(
         )?;
     }
     writeln!(w)?;
+    write_totals(w, summary, flows.len())
+}
+
+/// The line under the table: flows, frames, what was skipped and why, and whether it is complete.
+fn write_totals(w: &mut dyn Write, summary: &PassSummary, flows: usize) -> io::Result<()> {
     let d = &summary.decode;
     let skipped: u64 = d.skipped.values().sum();
     let reasons = d
@@ -190,7 +199,7 @@ pub fn write_text(
     write!(
         w,
         "{} flows from {} frames ({} packets decoded, {skipped} without a packet{}); {} mid-stream, {} evicted",
-        flows.len(),
+        flows,
         d.frames,
         d.packets,
         if reasons.is_empty() { String::new() } else { format!(": {reasons}") },

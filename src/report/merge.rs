@@ -40,8 +40,10 @@ use crate::audit::checkins::CheckIn;
 use crate::audit::minutes::{stats, LicensingMinute};
 use crate::audit::{
     overall, Audit, CaptureSummary, ControlId, ControlResult, ControlVerdict, Destination,
-    FlowsSummary, Licensing, LicensingConnection, Tool, Verdict, SCHEMA_VERSION,
+    Evidence, FlowsSummary, Licensing, LicensingConnection, Tool, Verdict, SCHEMA_VERSION,
 };
+use crate::decode::DecodeStats;
+use crate::flow::FlowStats;
 
 /// Evidence items kept per merged control (as the audit itself keeps).
 pub const MAX_EVIDENCE: usize = 40;
@@ -56,15 +58,23 @@ const SAME_CONNECTION_NANOS: i64 = 1_000_000_000;
 pub struct AuditPart {
     /// How reports name this audit: the sensor, the first input file, or both.
     pub label: String,
+    /// The audit's sensor name (`analyze --sensor`), if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensor: Option<String>,
+    /// SHA-256 of its input files, sorted and distinct (what rule 1 compares).
     pub input_sha256: Vec<String>,
+    /// First packet time of its capture (RFC 3339).
     pub capture_start: String,
+    /// Last packet time of its capture (RFC 3339).
     pub capture_end: String,
+    /// Its own verdict.
     pub verdict: Verdict,
+    /// SHA-256 of the policy it applied.
     pub policy_sha256: String,
+    /// Where that policy came from (`None`: the embedded default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_source: Option<String>,
+    /// The dg-audit version that wrote it.
     pub tool_version: String,
     /// False when rule 1 found it a duplicate.
     pub counted: bool,
@@ -78,6 +88,7 @@ pub struct AuditPart {
 pub struct SensorAudit {
     /// The sensor name, or `unnamed` for audits without one.
     pub sensor: String,
+    /// Its audits merged with the deduplication rules 1 to 3.
     pub audit: Audit,
 }
 
@@ -116,6 +127,49 @@ pub fn merge(audits: &[Audit]) -> Result<Merged> {
             );
         }
     }
+    let (parts, kept) = count_once(audits);
+    let mut by_sensor: BTreeMap<String, Vec<(&Audit, String)>> = BTreeMap::new();
+    for (a, label) in &kept {
+        by_sensor
+            .entry(sensor_name(a).to_string())
+            .or_default()
+            .push((a, label.clone()));
+    }
+    let mut counters = Counters::default();
+    let sensors: Vec<SensorAudit> = by_sensor
+        .into_iter()
+        .map(|(sensor, group)| {
+            let (audit, c) = merge_group(&group, &group, true);
+            counters.accumulate(&c);
+            SensorAudit { sensor, audit }
+        })
+        .collect();
+    // Across sensors nothing is deduplicated (rule 4): the licensing series of the per-sensor
+    // merges are put side by side; everything else comes from the kept audits themselves.
+    let combined = match sensors.as_slice() {
+        [only] => only.audit.clone(),
+        _ => {
+            let per_sensor: Vec<(&Audit, String)> = sensors
+                .iter()
+                .map(|s| (&s.audit, s.sensor.clone()))
+                .collect();
+            merge_group(&kept, &per_sensor, false).0
+        }
+    };
+    Ok(Merged {
+        audit: combined,
+        sensors,
+        parts,
+        windows_counted_once: counters.windows_counted_once,
+        windows_added: counters.windows_added,
+        connections_counted_once: counters.connections_counted_once,
+    })
+}
+
+/// Rule 1: puts the audits in canonical order and labels them; an audit whose input files were
+/// all brought by an audit kept before it is not kept. Returns every audit as a part, and the
+/// kept audits with their labels.
+fn count_once(audits: &[Audit]) -> (Vec<AuditPart>, Vec<(&Audit, String)>) {
     let mut order: Vec<&Audit> = audits.iter().collect();
     order.sort_by_cached_key(|a| {
         (
@@ -161,42 +215,7 @@ pub fn merge(audits: &[Audit]) -> Result<Merged> {
             duplicate_of,
         });
     }
-    let mut by_sensor: BTreeMap<String, Vec<(&Audit, String)>> = BTreeMap::new();
-    for (a, label) in &kept {
-        by_sensor
-            .entry(sensor_name(a).to_string())
-            .or_default()
-            .push((a, label.clone()));
-    }
-    let mut counters = Counters::default();
-    let sensors: Vec<SensorAudit> = by_sensor
-        .into_iter()
-        .map(|(sensor, group)| {
-            let (audit, c) = merge_group(&group, &group, true);
-            counters.add(&c);
-            SensorAudit { sensor, audit }
-        })
-        .collect();
-    // Across sensors nothing is deduplicated (rule 4): the licensing series of the per-sensor
-    // merges are put side by side; everything else comes from the kept audits themselves.
-    let combined = match sensors.as_slice() {
-        [only] => only.audit.clone(),
-        _ => {
-            let per_sensor: Vec<(&Audit, String)> = sensors
-                .iter()
-                .map(|s| (&s.audit, s.sensor.clone()))
-                .collect();
-            merge_group(&kept, &per_sensor, false).0
-        }
-    };
-    Ok(Merged {
-        audit: combined,
-        sensors,
-        parts,
-        windows_counted_once: counters.windows_counted_once,
-        windows_added: counters.windows_added,
-        connections_counted_once: counters.connections_counted_once,
-    })
+    (parts, kept)
 }
 
 /// The sensor an audit belongs to for grouping.
@@ -266,11 +285,124 @@ struct Counters {
     connections_counted_once: u64,
 }
 
-impl Counters {
-    fn add(&mut self, other: &Counters) {
-        self.windows_counted_once += other.windows_counted_once;
-        self.windows_added += other.windows_added;
-        self.connections_counted_once += other.connections_counted_once;
+/// Counts that add up when audits are merged: `a.accumulate(&b)` adds `b`'s counts to `a`'s.
+///
+/// Implementations destructure the other value without `..`, so that a field added to one of
+/// these types upstream fails to compile here until the merge decides how to combine it.
+trait Accumulate {
+    fn accumulate(&mut self, other: &Self);
+}
+
+/// The sum of `items`' counts.
+fn sum_of<'a, T: Accumulate + Default + 'a>(items: impl IntoIterator<Item = &'a T>) -> T {
+    let mut out = T::default();
+    for item in items {
+        out.accumulate(item);
+    }
+    out
+}
+
+impl Accumulate for Counters {
+    fn accumulate(&mut self, other: &Self) {
+        let Counters {
+            windows_counted_once,
+            windows_added,
+            connections_counted_once,
+        } = other;
+        self.windows_counted_once += windows_counted_once;
+        self.windows_added += windows_added;
+        self.connections_counted_once += connections_counted_once;
+    }
+}
+
+impl Accumulate for DecodeStats {
+    fn accumulate(&mut self, other: &Self) {
+        let DecodeStats {
+            frames,
+            packets,
+            wire_bytes,
+            captured_bytes,
+            truncated_frames,
+            reassembled_datagrams,
+            skipped,
+            checksums,
+        } = other;
+        self.frames += frames;
+        self.packets += packets;
+        self.wire_bytes += wire_bytes;
+        self.captured_bytes += captured_bytes;
+        self.truncated_frames += truncated_frames;
+        self.reassembled_datagrams += reassembled_datagrams;
+        for (reason, n) in skipped {
+            *self.skipped.entry(*reason).or_default() += n;
+        }
+        self.checksums.accumulate(checksums);
+    }
+}
+
+impl Accumulate for crate::decode::ChecksumStats {
+    fn accumulate(&mut self, other: &Self) {
+        let crate::decode::ChecksumStats {
+            bad_ipv4_header,
+            bad_tcp,
+            bad_udp,
+            bad_icmp,
+            unverified,
+        } = other;
+        self.bad_ipv4_header += bad_ipv4_header;
+        self.bad_tcp += bad_tcp;
+        self.bad_udp += bad_udp;
+        self.bad_icmp += bad_icmp;
+        self.unverified += unverified;
+    }
+}
+
+impl Accumulate for FlowStats {
+    fn accumulate(&mut self, other: &Self) {
+        let FlowStats {
+            flows,
+            tcp_flows,
+            udp_flows,
+            other_flows,
+            midstream_flows,
+            timed_out,
+            evicted,
+            max_concurrent,
+            icmp_errors,
+        } = other;
+        self.flows += flows;
+        self.tcp_flows += tcp_flows;
+        self.udp_flows += udp_flows;
+        self.other_flows += other_flows;
+        self.midstream_flows += midstream_flows;
+        self.timed_out += timed_out;
+        self.evicted += evicted;
+        // Flows open at once in different captures were not open at once: the largest stands.
+        self.max_concurrent = self.max_concurrent.max(*max_concurrent);
+        self.icmp_errors += icmp_errors;
+    }
+}
+
+/// The traffic figures of a destination (its name and class are the first audit's).
+impl Accumulate for Destination {
+    fn accumulate(&mut self, other: &Self) {
+        self.flows += other.flows;
+        self.egress_ip_bytes += other.egress_ip_bytes;
+        self.ingress_ip_bytes += other.ingress_ip_bytes;
+    }
+}
+
+/// One (source, minute) window measured in several pieces (rule 2, disjoint spans).
+impl Accumulate for LicensingMinute {
+    fn accumulate(&mut self, other: &Self) {
+        self.egress_ip_bytes += other.egress_ip_bytes;
+        self.egress_payload_bytes += other.egress_payload_bytes;
+        self.connections += other.connections;
+        for uid in &other.flow_uids {
+            if !self.flow_uids.contains(uid) {
+                self.flow_uids.push(uid.clone());
+            }
+        }
     }
 }
 
@@ -341,8 +473,8 @@ fn merge_group(
         policy_sha256: first.policy_sha256.clone(),
         policy_source: first.policy_source.clone(),
         capture: merge_capture(&audits),
-        decode: merge_decode(&audits),
-        flow_stats: merge_flow_stats(&audits),
+        decode: sum_of(audits.iter().map(|a| &a.decode)),
+        flow_stats: sum_of(audits.iter().map(|a| &a.flow_stats)),
         flows: merge_flows(&audits),
         licensing,
         controls,
@@ -414,16 +546,7 @@ fn merge_minutes(audits: &[&Audit], dedupe: bool) -> (Vec<LicensingMinute>, Drop
             let m = members[best];
             match &mut merged {
                 None => merged = Some(m.clone()),
-                Some(acc) => {
-                    acc.egress_ip_bytes += m.egress_ip_bytes;
-                    acc.egress_payload_bytes += m.egress_payload_bytes;
-                    acc.connections += m.connections;
-                    for uid in &m.flow_uids {
-                        if !acc.flow_uids.contains(uid) {
-                            acc.flow_uids.push(uid.clone());
-                        }
-                    }
-                }
+                Some(acc) => acc.accumulate(m),
             }
         }
         out.extend(merged);
@@ -556,56 +679,68 @@ fn merge_controls(group: &[(&Audit, String)]) -> Vec<ControlResult> {
                 .collect();
             // Worst first; canonical order among equals (the sort is stable).
             results.sort_by_key(|(c, _)| std::cmp::Reverse(severity(c.verdict)));
-            let (worst, worst_label) = results[0];
-            let summaries: BTreeSet<&str> =
-                results.iter().map(|(c, _)| c.summary.as_str()).collect();
-            let summary = if results.len() == 1 {
-                worst.summary.clone()
-            } else if summaries.len() == 1 {
-                format!("{} (in each of {} audits)", worst.summary, results.len())
-            } else {
-                let mut counts: BTreeMap<u8, (ControlVerdict, usize)> = BTreeMap::new();
-                for (c, _) in &results[1..] {
-                    counts
-                        .entry(severity(c.verdict))
-                        .or_insert((c.verdict, 0))
-                        .1 += 1;
-                }
-                let others: Vec<String> = counts
-                    .values()
-                    .rev()
-                    .map(|(v, n)| format!("{n} {}", v.as_str()))
-                    .collect();
-                format!(
-                    "{worst_label}: {} (other audits: {})",
-                    worst.summary,
-                    others.join(", ")
-                )
-            };
-            let mut evidence = Vec::new();
-            let mut omitted = 0;
-            for (c, label) in &results {
-                omitted += c.evidence_omitted;
-                for e in &c.evidence {
-                    let mut e = e.clone();
-                    e.what = format!("[{label}] {}", e.what);
-                    if evidence.len() < MAX_EVIDENCE {
-                        evidence.push(e);
-                    } else {
-                        omitted += 1;
-                    }
-                }
-            }
+            let worst = results[0].0;
+            let (evidence, evidence_omitted) = merged_evidence(&results);
             ControlResult {
                 id,
                 verdict: worst.verdict,
                 rule: worst.rule.clone(),
-                summary,
+                summary: merged_summary(&results),
                 evidence,
-                evidence_omitted: omitted,
+                evidence_omitted,
             }
         })
         .collect()
+}
+
+/// One control's summary over several audits (`results` worst first): the worst audit's, with
+/// how many audits said it, or what the others found.
+fn merged_summary(results: &[(&ControlResult, &str)]) -> String {
+    let (worst, worst_label) = results[0];
+    let summaries: BTreeSet<&str> = results.iter().map(|(c, _)| c.summary.as_str()).collect();
+    if results.len() == 1 {
+        return worst.summary.clone();
+    }
+    if summaries.len() == 1 {
+        return format!("{} (in each of {} audits)", worst.summary, results.len());
+    }
+    let mut counts: BTreeMap<u8, (ControlVerdict, usize)> = BTreeMap::new();
+    for (c, _) in &results[1..] {
+        counts
+            .entry(severity(c.verdict))
+            .or_insert((c.verdict, 0))
+            .1 += 1;
+    }
+    let others: Vec<String> = counts
+        .values()
+        .rev()
+        .map(|(v, n)| format!("{n} {}", v.as_str()))
+        .collect();
+    format!(
+        "{worst_label}: {} (other audits: {})",
+        worst.summary,
+        others.join(", ")
+    )
+}
+
+/// One control's evidence over several audits, each item tagged with its audit's label, worst
+/// audits first, at most [`MAX_EVIDENCE`] items; returns them and how many were left out.
+fn merged_evidence(results: &[(&ControlResult, &str)]) -> (Vec<Evidence>, u64) {
+    let mut evidence = Vec::new();
+    let mut omitted = 0;
+    for (c, label) in results {
+        omitted += c.evidence_omitted;
+        for e in &c.evidence {
+            let mut e = e.clone();
+            e.what = format!("[{label}] {}", e.what);
+            if evidence.len() < MAX_EVIDENCE {
+                evidence.push(e);
+            } else {
+                omitted += 1;
+            }
+        }
+    }
+    (evidence, omitted)
 }
 
 fn merge_capture(audits: &[&Audit]) -> CaptureSummary {
@@ -647,40 +782,6 @@ fn merge_capture(audits: &[&Audit]) -> CaptureSummary {
     }
 }
 
-fn merge_decode(audits: &[&Audit]) -> crate::decode::DecodeStats {
-    let mut out = crate::decode::DecodeStats::default();
-    for a in audits {
-        let d = &a.decode;
-        out.frames += d.frames;
-        out.packets += d.packets;
-        out.wire_bytes += d.wire_bytes;
-        out.captured_bytes += d.captured_bytes;
-        out.truncated_frames += d.truncated_frames;
-        out.reassembled_datagrams += d.reassembled_datagrams;
-        for (reason, n) in &d.skipped {
-            *out.skipped.entry(*reason).or_default() += n;
-        }
-    }
-    out
-}
-
-fn merge_flow_stats(audits: &[&Audit]) -> crate::flow::FlowStats {
-    let mut out = crate::flow::FlowStats::default();
-    for a in audits {
-        let s = &a.flow_stats;
-        out.flows += s.flows;
-        out.tcp_flows += s.tcp_flows;
-        out.udp_flows += s.udp_flows;
-        out.other_flows += s.other_flows;
-        out.midstream_flows += s.midstream_flows;
-        out.timed_out += s.timed_out;
-        out.evicted += s.evicted;
-        out.max_concurrent = out.max_concurrent.max(s.max_concurrent);
-        out.icmp_errors += s.icmp_errors;
-    }
-    out
-}
-
 fn merge_flows(audits: &[&Audit]) -> FlowsSummary {
     let mut out = FlowsSummary::default();
     let mut destinations: BTreeMap<String, Destination> = BTreeMap::new();
@@ -690,21 +791,20 @@ fn merge_flows(audits: &[&Audit]) -> FlowsSummary {
         out.egress += f.egress;
         out.ingress += f.ingress;
         out.internal += f.internal;
+        out.local += f.local;
         for (class, n) in &f.by_class {
             *out.by_class.entry(class.clone()).or_default() += n;
         }
         for d in &f.top_destinations {
-            let e = destinations
+            destinations
                 .entry(d.destination.clone())
                 .or_insert_with(|| Destination {
                     flows: 0,
                     egress_ip_bytes: 0,
                     ingress_ip_bytes: 0,
                     ..d.clone()
-                });
-            e.flows += d.flows;
-            e.egress_ip_bytes += d.egress_ip_bytes;
-            e.ingress_ip_bytes += d.ingress_ip_bytes;
+                })
+                .accumulate(d);
         }
     }
     let mut top: Vec<Destination> = destinations.into_values().collect();
