@@ -445,7 +445,7 @@ fn merge_group(
     let (per_minute, dropped, mut counters) = merge_minutes(&sources, dedupe);
     let (timeline, connections_counted_once) = merge_timeline(&sources, dedupe);
     counters.connections_counted_once = connections_counted_once;
-    let licensing = merge_licensing(&sources, per_minute, dropped, timeline, first);
+    let licensing = merge_licensing(&sources, dedupe, per_minute, dropped, timeline, first);
     let controls = merge_controls(group);
     let verdict = overall(&controls);
     let mut sensors: Vec<&str> = group
@@ -598,6 +598,7 @@ fn merge_timeline(audits: &[&Audit], dedupe: bool) -> (Vec<LicensingConnection>,
 
 fn merge_licensing(
     group: &[&Audit],
+    dedupe: bool,
     per_minute: Vec<LicensingMinute>,
     dropped: Dropped,
     timeline: Vec<LicensingConnection>,
@@ -638,23 +639,41 @@ fn merge_licensing(
         payload_bytes_per_minute: payload_stats,
         audio_bound,
         timeline,
-        checkins: merge_checkins(group),
+        checkins: merge_checkins(group, dedupe),
     }
 }
 
 /// The check-ins of every audit in the group, by source then time; one audit's check-in read
-/// twice (the same capture in two audits) is listed once.
-fn merge_checkins(group: &[&Audit]) -> Vec<CheckIn> {
-    let mut all: Vec<_> = group
+/// twice (the same capture in two audits) is listed once. Within a sensor (`dedupe`), rule 3
+/// applies to check-ins as to connections: a check-in of the same source less than a second
+/// from one already kept, from another audit whose span overlaps, is that check-in seen twice
+/// (the two captures number flows differently, so its uid differs).
+fn merge_checkins(group: &[&Audit], dedupe: bool) -> Vec<CheckIn> {
+    let mut all: Vec<(&CheckIn, usize)> = group
         .iter()
-        .flat_map(|a| a.licensing.checkins.iter().cloned())
+        .enumerate()
+        .flat_map(|(i, a)| a.licensing.checkins.iter().map(move |c| (c, i)))
         .collect();
-    all.sort_by(|a, b| {
-        let key = |c: &CheckIn| c.source.parse::<std::net::IpAddr>().ok();
-        (key(a), a.ts, &a.uid).cmp(&(key(b), b.ts, &b.uid))
-    });
-    all.dedup();
-    all
+    let key = |c: &CheckIn| c.source.parse::<IpAddr>().ok();
+    all.sort_by(|(a, i), (b, j)| (key(a), a.ts, &a.uid, i).cmp(&(key(b), b.ts, &b.uid, j)));
+    let spans: Vec<Span> = group.iter().map(|a| span(a)).collect();
+    let mut kept: Vec<(&CheckIn, usize)> = Vec::with_capacity(all.len());
+    for (c, i) in all {
+        let seen_twice = dedupe
+            && kept
+                .iter()
+                .rev()
+                .take_while(|(k, _)| {
+                    k.source == c.source && c.ts.nanos() - k.ts.nanos() < SAME_CONNECTION_NANOS
+                })
+                .any(|(_, j)| *j != i && overlaps(spans[*j], spans[i]));
+        if !seen_twice {
+            kept.push((c, i));
+        }
+    }
+    let mut out: Vec<CheckIn> = kept.into_iter().map(|(c, _)| c.clone()).collect();
+    out.dedup();
+    out
 }
 
 fn merge_controls(group: &[(&Audit, String)]) -> Vec<ControlResult> {
