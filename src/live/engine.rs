@@ -42,7 +42,7 @@ use crate::pipeline::{Pass, PassSummary};
 use crate::policy::Policy;
 use crate::source::live::LiveStats;
 use crate::source::{FileFacts, Frame};
-use crate::units::{rfc3339, MINUTE_NANOS, NANOS};
+use crate::units::{as_secs_f64, rfc3339, MINUTE_NANOS, NANOS};
 
 /// How long a TCP flow may go without its first bytes being read before it is judged anyway.
 pub const SETTLE_NANOS: i64 = 500_000_000;
@@ -295,7 +295,7 @@ impl Engine {
         {
             let mut m = metrics.lock();
             m.capture_up = true;
-            m.start_time_seconds = config.start_nanos as f64 / 1e9;
+            m.start_time_seconds = as_secs_f64(config.start_nanos);
         }
         Engine {
             pass: Pass::new(config.policy.flow_config(), names),

@@ -51,6 +51,7 @@ use ring::{Ring, RingConfig};
 use crate::audit::Audit;
 use crate::policy::Policy;
 use crate::source::live::{LiveCapture, LiveOptions};
+use crate::units::NANOS;
 
 /// Alerts queued between the capture thread and the writer before new ones are dropped.
 const ALERT_QUEUE: usize = 4096;
@@ -204,7 +205,7 @@ pub fn run_live(config: &LiveConfig, quiet: bool) -> Result<u8> {
         count: config.count,
         deadline: config
             .duration_secs
-            .map(|s| start.saturating_add((s as i64).saturating_mul(1_000_000_000))),
+            .map(|s| start.saturating_add((s as i64).saturating_mul(NANOS))),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use pcap::{Capture, Dead, Linktype, Packet, PacketHeader, Precision, Savefile};
 
 use crate::source::Frame;
+use crate::units::NANOS;
 
 const FILE_HEADER_BYTES: u64 = 24;
 const RECORD_HEADER_BYTES: u64 = 16;
@@ -164,8 +165,8 @@ impl Ring {
         };
         let header = PacketHeader {
             ts: libc::timeval {
-                tv_sec: frame.ts_nanos.div_euclid(1_000_000_000) as libc::time_t,
-                tv_usec: (frame.ts_nanos.rem_euclid(1_000_000_000) / 1_000) as libc::suseconds_t,
+                tv_sec: frame.ts_nanos.div_euclid(NANOS) as libc::time_t,
+                tv_usec: (frame.ts_nanos.rem_euclid(NANOS) / 1_000) as libc::suseconds_t,
             },
             caplen,
             len: frame.wire_len.max(caplen),
@@ -291,7 +292,7 @@ mod tests {
         .expect("ring opens");
         let data = [0u8; 100];
         for i in 0..10 {
-            ring.write(&frame(1_700_000_000_000_000_000 + i * 1_000_000_000, &data))
+            ring.write(&frame(1_700_000_000_000_000_000 + i * NANOS, &data))
                 .expect("write");
         }
         ring.flush().expect("flush");

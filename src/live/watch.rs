@@ -141,7 +141,7 @@ impl Watch {
         let key = source.to_string();
         *m.checkins.entry(key.clone()).or_default() += 1;
         m.last_checkin_seconds
-            .insert(key.clone(), last as f64 / 1e9);
+            .insert(key.clone(), as_secs_f64(last));
         m.overdue.insert(key.clone(), false);
         m.licensing_minute_bytes.entry(key).or_default();
     }
@@ -174,7 +174,7 @@ impl Watch {
             self.silence_alerted = true;
             let summary = format!(
                 "no licensing check-in seen in the first {:.0} s of capture (expected every {cadence} s, tolerance {tolerance} s)",
-                (now_eff - self.start_nanos) as f64 / 1e9
+                as_secs_f64(now_eff - self.start_nanos)
             );
             return vec![Alert::about_watch(
                 now,
@@ -203,7 +203,7 @@ impl Watch {
                 verdict: ControlVerdict::Finding.as_str().into(),
                 summary: format!(
                     "{ip}: no licensing check-in for {:.1} s since the last one at {} to {} (expected every {cadence} s, tolerance {tolerance} s): overdue",
-                    (now_eff - s.last_checkin) as f64 / 1e9,
+                    as_secs_f64(now_eff - s.last_checkin),
                     rfc3339(s.last_checkin),
                     s.destination
                 ),

@@ -44,6 +44,7 @@ use crate::audit::{
 };
 use crate::decode::DecodeStats;
 use crate::flow::FlowStats;
+use crate::units::{as_secs_f64, NANOS};
 
 /// Evidence items kept per merged control (as the audit itself keeps).
 pub const MAX_EVIDENCE: usize = 40;
@@ -51,7 +52,7 @@ pub const MAX_EVIDENCE: usize = 40;
 const TOP_DESTINATIONS: usize = 20;
 /// Two timeline entries closer than this (same source, same destination, overlapping audits)
 /// are one connection.
-const SAME_CONNECTION_NANOS: i64 = 1_000_000_000;
+const SAME_CONNECTION_NANOS: i64 = NANOS;
 
 /// How the merge treated one audit it was given.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -780,7 +781,7 @@ fn merge_capture(audits: &[&Audit]) -> CaptureSummary {
         end: last.end.clone(),
         start_ts_nanos: first.start_ts_nanos,
         end_ts_nanos: last.end_ts_nanos,
-        duration_seconds: (last.end_ts_nanos - first.start_ts_nanos).max(0) as f64 / 1e9,
+        duration_seconds: as_secs_f64((last.end_ts_nanos - first.start_ts_nanos).max(0)),
         frames: sum(|c| c.frames),
         packets: sum(|c| c.packets),
         wire_bytes: sum(|c| c.wire_bytes),

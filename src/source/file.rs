@@ -16,6 +16,8 @@ use pcap_parser::{parse_block_be, parse_block_le, parse_pcap_header, PcapError};
 
 use super::{FileFacts, Frame, SourceError};
 
+use crate::units::NANOS;
+
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 const PCAPNG_OBSOLETE_PACKET_BLOCK: u32 = 0x0000_0002;
 /// libpcap refuses records larger than this (its MAXIMUM_SNAPLEN); a larger caplen means the
@@ -318,7 +320,7 @@ impl<'a> FileReader<'a> {
                 } else {
                     block.ts_usec as i64 * 1_000
                 };
-                let ts_nanos = block.ts_sec as i64 * 1_000_000_000 + ts_frac;
+                let ts_nanos = block.ts_sec as i64 * NANOS + ts_frac;
                 if snaplen > 0 && block.caplen > snaplen {
                     self.note_over_snaplen(block.caplen, snaplen);
                 }
@@ -555,8 +557,8 @@ impl<'a> FileReader<'a> {
         has_ts: bool,
     ) -> Result<Option<Frame<'a>>, SourceError> {
         let ts_nanos = if has_ts {
-            let nanos = ts_units as u128 * 1_000_000_000 / iface.units_per_sec as u128;
-            let ts = nanos as i64 + iface.offset_secs * 1_000_000_000;
+            let nanos = ts_units as u128 * NANOS as u128 / iface.units_per_sec as u128;
+            let ts = nanos as i64 + iface.offset_secs * NANOS;
             self.last_ts = ts;
             ts
         } else {

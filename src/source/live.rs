@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use pcap::{Active, Capture, Device};
 
 use crate::source::Frame;
+use crate::units::NANOS;
 
 /// How long a read waits for a packet before returning with none (milliseconds).
 pub const READ_TIMEOUT_MS: i32 = 100;
@@ -191,7 +192,7 @@ impl LiveCapture {
                 // time_t and suseconds_t are i64 or i32 by platform; `from` widens either.
                 #[allow(clippy::useless_conversion)]
                 let ts_nanos = i64::from(h.ts.tv_sec)
-                    .saturating_mul(1_000_000_000)
+                    .saturating_mul(NANOS)
                     .saturating_add(i64::from(h.ts.tv_usec) * 1_000);
                 Ok(Some(Frame {
                     ts_nanos,

@@ -24,7 +24,7 @@ use crate::audit::checkins::CheckIn;
 use crate::audit::{Audit, LicensingConnection};
 use crate::inspect::secrets::redact_text;
 use crate::report::merge::Merged;
-use crate::units::{human_bytes, rfc3339, NANOS};
+use crate::units::{as_secs_f64, human_bytes, rfc3339, NANOS};
 
 /// Chart width in SVG pixels (the page scales it down to fit).
 const CHART_WIDTH: u32 = 1080;
@@ -235,7 +235,7 @@ impl TimeAxis {
 
     /// A packet time on the axis.
     fn x_nanos(&self, nanos: i64) -> f64 {
-        (nanos - self.t0_secs * NANOS) as f64 / 1e9 / self.unit_secs
+        as_secs_f64(nanos - self.t0_secs * NANOS) / self.unit_secs
     }
 
     /// A time in whole seconds on the axis.
@@ -762,7 +762,7 @@ fn checkin_intervals(groups: &[(String, &Audit)]) -> Cadence {
             .map(|w| {
                 (
                     w[1].ts.nanos(),
-                    (w[1].ts.nanos() - w[0].ts.nanos()) as f64 / 1e9,
+                    as_secs_f64(w[1].ts.nanos() - w[0].ts.nanos()),
                 )
             })
             .collect();
