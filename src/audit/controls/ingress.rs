@@ -5,6 +5,10 @@
 //! outside the internal networks, not from a configured gateway, is a violation; so is a flow
 //! that sent payload without TLS when the policy requires TLS (off by default: gateways usually
 //! terminate TLS and speak plain HTTP inside).
+//!
+//! "Reached" means the API answered: a connection that established (or, seen mid-stream, one
+//! where both sides sent). An outside SYN nobody answered, or a stray RST, shows that something
+//! tried, not that the port is reachable; a firewall that drops it is doing its job.
 
 use super::{endpoint, flow_evidence, result};
 use crate::audit::classify::{Classified, Direction};
@@ -58,7 +62,9 @@ pub(super) fn ingress(flows: &[Classified<'_>], policy: &Policy) -> ControlResul
 /// What is wrong with one flow to the API port, if anything: reached from outside (reported
 /// first, as the graver), else in clear where TLS is required.
 fn api_evidence(c: &Classified<'_>, policy: &Policy) -> Option<Evidence> {
-    let from_outside = c.direction == Direction::Ingress && !policy.is_gateway(c.flow.orig_h);
+    let from_outside = c.direction == Direction::Ingress
+        && !policy.is_gateway(c.flow.orig_h)
+        && c.flow.established();
     let plaintext = policy.ingress.require_tls && c.flow.tls.is_none() && c.flow.orig_bytes > 0;
     let api = endpoint(c.flow.resp_h, c.flow.resp_p);
     if from_outside {
@@ -137,6 +143,18 @@ mod tests {
         assert_eq!(e.flow_uids, ["COutside"]);
         assert_eq!(e.bytes, Some(560));
         assert_eq!(e.ts, Some(Timestamp(T0)));
+    }
+
+    #[test]
+    fn an_outside_attempt_the_api_never_answered_did_not_reach_it() {
+        let p = policy("");
+        let mut syn = to_api("CSyn", "198.51.100.9");
+        syn.conn_state = crate::flow::record::ConnState::S0;
+        let mut rst = to_api("CRst", "198.51.100.9");
+        rst.conn_state = crate::flow::record::ConnState::OTH;
+        rst.resp_pkts = 0;
+        let r = ingress(&classified(&[syn, rst], &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Pass, "{:?}", r.evidence);
     }
 
     #[test]
