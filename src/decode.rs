@@ -55,6 +55,9 @@ pub struct TcpSegment<'a> {
     pub payload: &'a [u8],
     /// Payload length on the wire, from the IP length fields (tshark's `tcp.len`).
     pub wire_payload_len: u32,
+    /// The MSS option of a SYN (read only on SYNs: the flow table sizes the segments of bytes it
+    /// infers from acknowledgements with it).
+    pub mss: Option<u16>,
 }
 
 /// Transport layer of a decoded packet.
@@ -580,7 +583,16 @@ fn tcp_segment<'a>(tcp: &TcpSlice<'a>, wire_ip_payload: u32) -> TcpSegment<'a> {
         window: tcp.window_size(),
         payload: tcp.payload(),
         wire_payload_len: wire_ip_payload.saturating_sub(header as u32),
+        mss: if tcp.syn() { syn_mss(tcp) } else { None },
     }
+}
+
+/// The Maximum Segment Size a SYN announces, if its options carry one.
+fn syn_mss(tcp: &TcpSlice<'_>) -> Option<u16> {
+    tcp.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::MaximumSegmentSize(mss)) => Some(mss),
+        _ => None,
+    })
 }
 
 /// Transport header from a bare IP payload (reassembled datagrams, or when lax slicing stopped).

@@ -145,28 +145,7 @@ impl Flow {
         }
         self.pkts[dir] += 1;
         self.ip_bytes[dir] += ip_bytes as u64;
-        let start = crate::units::minute_start_secs(ts);
-        let slot = match self.minutes.last_mut() {
-            Some(m) if m.start == start => m,
-            _ => {
-                // Packets are time-ordered per file; out-of-order stragglers join their own minute.
-                if let Some(pos) = self.minutes.iter().position(|m| m.start == start) {
-                    &mut self.minutes[pos]
-                } else {
-                    self.minutes.push(MinuteSlice {
-                        start,
-                        ..MinuteSlice::default()
-                    });
-                    self.minutes.sort_by_key(|m| m.start);
-                    let pos = self
-                        .minutes
-                        .iter()
-                        .position(|m| m.start == start)
-                        .unwrap_or(0);
-                    &mut self.minutes[pos]
-                }
-            }
-        };
+        let slot = self.minute_mut(ts);
         if dir == 0 {
             slot.orig_pkts += 1;
             slot.orig_ip_bytes += ip_bytes as u64;
@@ -177,6 +156,54 @@ impl Flow {
             slot.resp_ip_bytes += ip_bytes as u64;
             slot.resp_bytes += payload_new;
             slot.orig_bytes += peer_new;
+        }
+    }
+
+    /// The slice of the minute `ts` falls in, created if new.
+    fn minute_mut(&mut self, ts: i64) -> &mut MinuteSlice {
+        let start = crate::units::minute_start_secs(ts);
+        // Packets are time-ordered per file; out-of-order stragglers join their own minute.
+        let pos = match self.minutes.iter().rposition(|m| m.start == start) {
+            Some(pos) => pos,
+            None => {
+                self.minutes.push(MinuteSlice {
+                    start,
+                    ..MinuteSlice::default()
+                });
+                self.minutes.sort_by_key(|m| m.start);
+                self.minutes
+                    .iter()
+                    .position(|m| m.start == start)
+                    .unwrap_or(0)
+            }
+        };
+        &mut self.minutes[pos]
+    }
+
+    /// Counts `missed` payload bytes of `sender` that an ACK at `ts` showed were received though
+    /// the capture never held them. They were sent, so VOLUME must see them: their payload is
+    /// already in the slices (sequence space), and their IP bytes are estimated as the segments
+    /// they needed at `mss` (from the SYN, else the usual Ethernet MSS), each with a bare IP and
+    /// TCP header. Zeek's flow totals (`orig_ip_bytes`, ...) stay measured values only.
+    fn account_missed(&mut self, ts: i64, sender: usize, missed: u64, mss: Option<u16>) {
+        if missed == 0 {
+            return;
+        }
+        let (default_mss, headers) = match self.orig.0 {
+            IpAddr::V4(_) => (1460, 40),
+            IpAddr::V6(_) => (1440, 60),
+        };
+        let mss = u64::from(mss.filter(|&m| m > 0).unwrap_or(default_mss));
+        let ip_bytes = missed + missed.div_ceil(mss) * headers;
+        let slot = self.minute_mut(ts);
+        if sender == 0 {
+            slot.orig_missed_bytes += missed;
+            slot.orig_missed_ip_bytes += ip_bytes;
+            slot.orig_ip_bytes += ip_bytes;
+        } else {
+            slot.resp_missed_bytes += missed;
+            slot.resp_missed_ip_bytes += ip_bytes;
+            slot.resp_ip_bytes += ip_bytes;
         }
     }
 }
@@ -328,10 +355,12 @@ impl FlowTable {
                     .tcp
                     .get_or_insert_with(|| Box::new(TcpConn::new(false)));
                 let effect = tcp.segment(dir, &seg);
+                let mss = tcp.segment_size(1 - dir);
                 if effect.closed && flow.closed_at.is_none() {
                     flow.closed_at = Some(now);
                 }
                 flow.account(now, dir, pkt.ip_bytes, effect.sender_new, effect.peer_new);
+                flow.account_missed(now, 1 - dir, effect.peer_missed, mss);
                 if let Some(offset) = effect.stream_offset {
                     let ports = (flow.orig.1, flow.resp.1);
                     flow.app
@@ -575,6 +604,10 @@ impl FlowTable {
             resp_bytes,
             conn_state,
             missed_bytes: missed,
+            unacked_missed_bytes: flow
+                .tcp
+                .as_ref()
+                .map_or(0, |t| t.ep[0].unacked_missed() + t.ep[1].unacked_missed()),
             history,
             orig_pkts: flow.pkts[0],
             orig_ip_bytes: flow.ip_bytes[0],
@@ -676,6 +709,7 @@ mod tests {
                 window: 1000,
                 payload: &[],
                 wire_payload_len: 0,
+                mss: None,
             }),
         }
     }
