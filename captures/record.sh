@@ -1,14 +1,16 @@
 #!/bin/bash
 # Records the dg-audit test captures with real programs in private network namespaces.
 #
-#   sudo bash captures/record.sh [scenario...]      (default: all 13, in parallel, ~8 minutes)
+#   sudo bash captures/record.sh [scenario...]      (default: all 17, in parallel, ~8 minutes)
 #   CADENCE=5 CHECKINS=3 sudo bash captures/record.sh compliant-direct   (quick debug run)
 #
 # Network safety: every host lives in a network namespace created here (prefix dgrNN-); the
 # root namespace gets no address, no route, no interface. Only 192.0.2.0/24, 198.51.100.0/24,
-# 203.0.113.0/24 and 2001:db8::/32 are used; IPv6 is disabled everywhere but in ipv6-vlan.
+# 203.0.113.0/24 and 2001:db8::/32 are used; IPv6 is disabled everywhere but in ipv6-vlan (2001:db8::
+# only) and noisy-lan (link-local fe80::/64 on the LAN only).
 # Every loop is bounded in count and time; an EXIT trap removes every namespace and process.
-# Each capture is checked with tshark for addresses outside those ranges (the run fails if so).
+# Each capture is checked with tshark for addresses outside those ranges (the run fails if so); only
+# noisy-lan may also hold the exact link-local/multicast/broadcast/unspecified addresses its LAN noise uses.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,7 +20,8 @@ CADENCE=${CADENCE:-60}
 CHECKINS=${CHECKINS:-7}
 SETUP_SECONDS=${SETUP_SECONDS:-30}
 ALL=(compliant-direct compliant-proxies held-connection exfil-bulk trickle hosted-transcription
-    plaintext-licensing unknown-egress outage dns-tunnel proxy-bypass ipv6-vlan ingress-bypass)
+    plaintext-licensing unknown-egress outage dns-tunnel proxy-bypass ipv6-vlan ingress-bypass
+    noisy-lan sni-mismatch resolver-egress-allow outage-syn)
 
 [ "$(id -u)" = 0 ] || { echo "record.sh: run as root (it creates network namespaces)" >&2; exit 2; }
 
@@ -26,7 +29,7 @@ ALL=(compliant-direct compliant-proxies held-connection exfil-bulk trickle hoste
 need=()
 for t in dnsmasq:dnsmasq tcpdump:tcpdump tshark:tshark tinyproxy:tinyproxy socat:socat nginx:nginx-light \
     curl:curl openssl:openssl ethtool:ethtool nft:nftables dig:bind9-dnsutils ip:iproute2 ps:procps \
-    python3:python3; do
+    python3:python3 busybox:busybox nmblookup:samba-common-bin ntpdig:sntp; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

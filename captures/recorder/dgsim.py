@@ -14,6 +14,10 @@ Sub-commands
   dnstunnel   DNS client sending high-entropy base32 queries (A and TXT)
   wav         writes a 16 kHz 16-bit mono PCM WAV of a tone
   usage       prints a usage-report JSON (optionally padded to a size)
+  noise       office-LAN noise of one PC: mDNS (v4/v6) queries and announcements, LLMNR
+              (v4/v6) queries and listening, SSDP M-SEARCH (TTL 1) and an SSDP
+              responder, Dropbox LAN-sync broadcasts; joining groups makes IGMP/MLD
+  ntpserve    minimal NTP server (mode 3 -> mode 4)
   vlanrelay   userspace 802.1Q port: untagged frames on one interface <-> frames
               tagged with a VLAN id on another (the kernel here has no 8021q)
 """
@@ -470,6 +474,208 @@ def cmd_usage(a):
     sys.stdout.write(usage_report(a.component, a.seq, a.pad))
 
 
+# --------------------------------------------------------------------------- office-LAN noise (noisy-lan)
+MDNS4, MDNS6, LLMNR4, LLMNR6, SSDP4 = "224.0.0.251", "ff02::fb", "224.0.0.252", "ff02::1:3", "239.255.255.250"
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+def dns_name(name):
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\x00"
+
+
+def mdns_query(names):
+    """mDNS query (id 0, QM) for PTR records of service types."""
+    return struct.pack("!HHHHHH", 0, 0, len(names), 0, 0, 0) + b"".join(
+        dns_name(n) + struct.pack("!HH", 12, 1) for n in names)
+
+
+def mdns_announce(host, ip4):
+    """Unsolicited mDNS response: HOST.local A ip4, cache-flush bit, TTL 120."""
+    rr = dns_name(host + ".local") + struct.pack("!HHIH", 1, 0x8001, 120, 4) + socket.inet_aton(ip4)
+    return struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0) + rr
+
+
+def llmnr_query(name, qid, qtype=1):
+    return struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0) + dns_name(name) + struct.pack("!HH", qtype, 1)
+
+
+def udp4(iface, port=0, reuse=True, bcast=False):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if reuse:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.encode())
+    if bcast:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    s.bind(("0.0.0.0", port))
+    return s
+
+
+def join4(s, group, ifindex):
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(group) + socket.inet_aton("0.0.0.0") + struct.pack("@i", ifindex))
+
+
+def mcast_if4(s, ifindex, ttl):
+    # struct ip_mreqn: multicast_addr, address, ifindex
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("0.0.0.0") * 2 + struct.pack("@i", ifindex))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+
+
+def udp6(iface, ifindex, port=0, hops=255):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.encode())
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+    s.bind(("::", port))
+    return s
+
+
+def join6(s, group, ifindex):
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, socket.inet_pton(socket.AF_INET6, group) +
+                 struct.pack("@I", ifindex))
+
+
+def cmd_noise(a):
+    """What an office PC puts on its LAN: mDNS (v4+v6) queries and announcements, LLMNR (v4+v6)
+    queries (and listening as a responder), SSDP M-SEARCH (TTL 1) and an SSDP responder, Dropbox
+    LAN-sync broadcasts to 255.255.255.255:17500.  Joining the groups makes the kernel send IGMP/MLD.
+    Bounded: --rounds rounds at --t0 + k*--cadence + --offset, then idles (answering) until --seconds."""
+    sleep_until(a.start)
+    ifindex = socket.if_nametoindex(a.iface)
+    ip4 = a.ip
+    socks = []
+    m4 = udp4(a.iface, 5353)
+    join4(m4, MDNS4, ifindex)
+    mcast_if4(m4, ifindex, 255)
+    socks.append(m4)
+    m6 = None
+    if a.v6:
+        for _ in range(30):  # wait for the link-local address (DAD)
+            try:
+                m6 = udp6(a.iface, ifindex, 5353)
+                join6(m6, MDNS6, ifindex)
+                break
+            except OSError:
+                m6 = None
+                time.sleep(1)
+        if m6:
+            socks.append(m6)
+    l4 = l6 = None
+    if a.llmnr_responder:
+        l4 = udp4(a.iface, 5355)
+        join4(l4, LLMNR4, ifindex)
+        socks.append(l4)
+        if a.v6:
+            try:
+                l6 = udp6(a.iface, ifindex, 5355, hops=1)
+                join6(l6, LLMNR6, ifindex)
+                socks.append(l6)
+            except OSError as e:
+                log("noise: llmnr6 listener", e)
+    sresp = None
+    if a.ssdp_responder:
+        sresp = udp4(a.iface, 1900)
+        join4(sresp, SSDP4, ifindex)
+        socks.append(sresp)
+    q4 = udp4(a.iface, 0, reuse=False)
+    mcast_if4(q4, ifindex, 1)  # LLMNR and SSDP: IP TTL 1
+    db = udp4(a.iface, 17500, bcast=True) if a.dropbox else None
+    q6 = None
+    if a.v6 and a.llmnr:
+        try:
+            q6 = udp6(a.iface, ifindex, 0, hops=1)
+        except OSError as e:
+            log("noise: llmnr6 sender", e)
+    rnd = random.Random(a.name)
+    collections_counter = {}
+
+    def count(k):
+        collections_counter[k] = collections_counter.get(k, 0) + 1
+
+    def send_round(k):
+        try:
+            if a.mdns:
+                m4.sendto(mdns_announce(a.name.lower(), ip4), (MDNS4, 5353))
+                count("mdns4-announce")
+                m4.sendto(mdns_query(["_googlecast._tcp.local", "_airplay._tcp.local", "_ipp._tcp.local"]), (MDNS4, 5353))
+                count("mdns4-query")
+                if m6:
+                    m6.sendto(mdns_query(["_googlecast._tcp.local", "_companion-link._tcp.local"]), (MDNS6, 5353, 0, ifindex))
+                    count("mdns6-query")
+            if a.llmnr:
+                q4.sendto(llmnr_query(a.llmnr_name, rnd.randint(1, 65535)), (LLMNR4, 5355))
+                count("llmnr4")
+                if q6:
+                    q6.sendto(llmnr_query(a.llmnr_name, rnd.randint(1, 65535), 28), (LLMNR6, 5355, 0, ifindex))
+                    count("llmnr6")
+            if a.ssdp:
+                msg = ("M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n"
+                       "ST: urn:dial-multiscreen-org:service:dial:1\r\nUSER-AGENT: Microsoft Edge/119.0 Windows\r\n\r\n")
+                q4.sendto(msg.encode(), (SSDP4, 1900))
+                count("ssdp-msearch")
+            if db:
+                msg = json.dumps({"version": [2, 0], "port": 17500, "host_int": 1234567890123 + rnd.randint(0, 99),
+                                  "displayname": "", "namespaces": [1234567, 2345678, 3456789]})
+                db.sendto(msg.encode(), ("255.255.255.255", 17500))
+                count("dropbox")
+        except OSError as e:
+            log("noise: send error", e)
+
+    rounds = 0
+    end = time.time() + a.seconds
+    next_t = a.t0 + a.offset
+    while time.time() < end:
+        if rounds < a.rounds and time.time() >= next_t:
+            send_round(rounds)
+            rounds += 1
+            next_t = a.t0 + rounds * a.cadence + a.offset
+        r, _, _ = select.select(socks, [], [], 0.5)
+        for s in r:
+            try:
+                data, addr = s.recvfrom(4096)
+            except OSError:
+                continue
+            if s is sresp and data.startswith(b"M-SEARCH"):
+                rep = ("HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nEXT:\r\n"
+                       f"LOCATION: http://{ip4}:49152/description.xml\r\nSERVER: Linux/6.1 UPnP/1.0 dgsim/1.0\r\n"
+                       "ST: urn:dial-multiscreen-org:service:dial:1\r\n"
+                       f"USN: uuid:2f402f80-da50-11e1-9b23-{a.name.lower().encode().hex()[:12].ljust(12, '0')}"
+                       "::urn:dial-multiscreen-org:service:dial:1\r\n\r\n")
+                sresp.sendto(rep.encode(), addr)
+                count("ssdp-reply")
+    log("noise:", a.name, collections_counter)
+
+
+def cmd_ntpserve(a):
+    """A minimal NTP (v4) server: answers mode-3 client requests with mode-4 replies, stratum 2."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((a.listen, 123))
+    s.settimeout(1)
+    end = time.time() + a.seconds
+    n = 0
+    NTP_EPOCH = 2208988800
+
+    def ts(t):
+        return struct.pack("!II", int(t) + NTP_EPOCH, int((t % 1) * 2 ** 32))
+    while time.time() < end:
+        try:
+            data, addr = s.recvfrom(512)
+        except socket.timeout:
+            continue
+        rx = time.time()
+        if len(data) < 48 or (data[0] & 7) != 3:
+            continue
+        vn = (data[0] >> 3) & 7
+        hdr = bytes([(0 << 6) | (vn << 3) | 4, 2, data[2], 0xE9]) + struct.pack("!II", 0x00000100, 0x00000400)
+        rep = hdr + socket.inet_aton("203.0.113.1") + ts(rx - 30) + data[40:48] + ts(rx) + ts(time.time())
+        s.sendto(rep, addr)
+        n += 1
+    log("ntpserve: answered", n)
+
 # --------------------------------------------------------------------------- 802.1Q relay
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
@@ -560,8 +766,24 @@ def main():
     s.add_argument("--trunk", required=True)
     s.add_argument("--vid", type=int, default=100)
     s.add_argument("--seconds", type=float, default=900)
+    s = sp.add_parser("noise")
+    s.add_argument("--iface", default="eth0")
+    s.add_argument("--ip", required=True)
+    s.add_argument("--name", required=True)
+    s.add_argument("--llmnr-name", default="fileserver")
+    for k in ("mdns", "llmnr", "llmnr-responder", "ssdp", "ssdp-responder", "dropbox", "v6"):
+        s.add_argument("--" + k, action="store_true")
+    s.add_argument("--start", type=float, required=True)
+    s.add_argument("--t0", type=float, required=True)
+    s.add_argument("--cadence", type=float, default=60)
+    s.add_argument("--offset", type=float, default=0)
+    s.add_argument("--rounds", type=int, default=7)
+    s.add_argument("--seconds", type=float, default=600)
+    s = sp.add_parser("ntpserve")
+    s.add_argument("--listen", required=True)
+    s.add_argument("--seconds", type=float, default=900)
     a = p.parse_args()
-    return {"serve": cmd_serve, "held": cmd_held, "ws": cmd_ws, "dnstunnel": cmd_dnstunnel,
+    return {"noise": cmd_noise, "ntpserve": cmd_ntpserve, "serve": cmd_serve, "held": cmd_held, "ws": cmd_ws, "dnstunnel": cmd_dnstunnel,
             "wav": cmd_wav, "usage": cmd_usage, "vlanrelay": cmd_vlanrelay}[a.cmd](a)
 
 

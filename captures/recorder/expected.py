@@ -23,6 +23,26 @@ import scenarios  # noqa: E402
 
 ALLOWED = [ipaddress.ip_network(n) for n in
            ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "127.0.0.0/8", "::1/128")]
+# the link-local, multicast, broadcast and unspecified addresses a scenario legitimately uses on its own
+# LAN (and nothing else): noisy-lan's office noise never leaves the link
+LAN_LOCAL_ALLOWED = {
+    "noisy-lan": [ipaddress.ip_network(n) for n in (
+        "0.0.0.0/32",            # DHCP client before it has an address
+        "255.255.255.255/32",    # DHCP, Dropbox LAN sync (limited broadcast)
+        "224.0.0.22/32",         # IGMPv3 membership reports
+        "224.0.0.251/32",        # mDNS (and IGMPv2 reports for it)
+        "224.0.0.252/32",        # LLMNR (and IGMPv2 reports for it)
+        "239.255.255.250/32",    # SSDP (and IGMPv2 reports for it)
+        "::/128",                # DAD neighbour solicitations, MLD reports before a link-local address exists
+        "fe80::/64",             # IPv6 link-local host addresses
+        "ff02::2/128",           # router solicitations
+        "ff02::16/128",          # MLDv2 reports
+        "ff02::fb/128",          # mDNS over IPv6
+        "ff02::1:3/128",         # LLMNR over IPv6
+        "ff02::1:ff00:0/104",    # solicited-node multicast (DAD / neighbour solicitations)
+    )],
+}
+V6_SCENARIOS = {"ipv6-vlan", "noisy-lan"}
 INTERNAL = [ipaddress.ip_network(n) for n in scenarios.INTERNAL]
 LICENSE_SERVERS = {"203.0.113.10", "2001:db8:100::10"}
 LICENSE_PROXY = ("192.0.2.5", 8443)
@@ -77,6 +97,87 @@ def is_internal(a):
     return any(ip in n for n in INTERNAL)
 
 
+def lan_local(a):
+    """Multicast, broadcast, link-local or unspecified: traffic that never leaves the link."""
+    try:
+        ip = ipaddress.ip_address(a)
+    except ValueError:
+        return False
+    if ip.version == 4 and (ip == ipaddress.ip_address("255.255.255.255") or str(ip).endswith(".255")
+                            and ip in ipaddress.ip_network("192.0.2.0/24")):
+        return True
+    return ip.is_multicast or ip.is_link_local or ip.is_unspecified
+
+
+LOCAL_FIELDS = ["frame.number", "frame.protocols", "eth.type", "ip.src", "ip.dst", "ip.ttl", "ipv6.src", "ipv6.dst",
+                "ipv6.hlim", "udp.srcport", "udp.dstport", "icmpv6.type", "igmp.type", "igmp.version", "arp.opcode",
+                "dhcp.option.dhcp", "dns.flags.response"]
+UDP_SERVICES = {67: "dhcp", 68: "dhcp", 5353: "mdns", 5355: "llmnr", 137: "netbios-ns", 1900: "ssdp",
+                123: "ntp", 17500: "dropbox-lansync"}
+DHCP_TYPES = {"1": "DISCOVER", "2": "OFFER", "3": "REQUEST", "4": "DECLINE", "5": "ACK", "6": "NAK", "7": "RELEASE",
+              "8": "INFORM"}
+ICMP6_TYPES = {"133": "router-solicitation", "134": "router-advertisement", "135": "neighbour-solicitation",
+               "136": "neighbour-advertisement", "143": "mldv2-report", "131": "mldv1-report", "130": "mld-query"}
+IGMP_TYPES = {"0x11": "query", "0x12": "v1-report", "0x16": "v2-report", "0x17": "v2-leave", "0x22": "v3-report"}
+
+
+def local_traffic(pcap):
+    """Per protocol: frames, destinations, sources and IP TTL / hop limits, from tshark.  Covers the
+    traffic a real office LAN carries besides the audited flows (ARP, DHCP, mDNS, LLMNR, NetBIOS-NS, SSDP,
+    IGMP, ICMPv6 RS/NS/MLD, NTP, Dropbox LAN sync)."""
+    cmd = ["tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
+    for f in LOCAL_FIELDS:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    prot = {}
+
+    def add(name, src, dst, ttl=None, kind=None):
+        p = prot.setdefault(name, {"frames": 0, "destinations": collections.Counter(), "sources": set(),
+                                   "ttl_or_hop_limit": set(), "kinds": collections.Counter()})
+        p["frames"] += 1
+        if dst:
+            p["destinations"][dst] += 1
+        if src:
+            p["sources"].add(src)
+        if ttl:
+            p["ttl_or_hop_limit"].add(int(ttl))
+        if kind:
+            p["kinds"][kind] += 1
+    for line in out.splitlines():
+        v = dict(zip(LOCAL_FIELDS, line.split("\t") + [""] * len(LOCAL_FIELDS)))
+        protos = v["frame.protocols"].split(":")
+        src = v["ip.src"] or v["ipv6.src"]
+        dst = v["ip.dst"] or v["ipv6.dst"]
+        ttl = v["ip.ttl"] or v["ipv6.hlim"]
+        if v["eth.type"].endswith("0806") or "arp" in protos:
+            add("arp", "", "", kind="request" if v["arp.opcode"] == "1" else "reply")
+        elif "igmp" in protos:
+            add("igmp", src, dst, ttl, IGMP_TYPES.get(v["igmp.type"], v["igmp.type"]))
+        elif v["icmpv6.type"]:
+            add("icmpv6", src, dst, ttl, ICMP6_TYPES.get(v["icmpv6.type"], "type " + v["icmpv6.type"]))
+        elif v["udp.dstport"]:
+            sp, dp = int(v["udp.srcport"]), int(v["udp.dstport"])
+            svc = UDP_SERVICES.get(dp) or UDP_SERVICES.get(sp)
+            if svc is None:
+                continue
+            kind = None
+            if svc == "dhcp":
+                kind = DHCP_TYPES.get(v["dhcp.option.dhcp"], v["dhcp.option.dhcp"])
+            elif svc == "ssdp":
+                kind = "M-SEARCH" if lan_local(dst) else "response"
+            elif svc in ("mdns", "llmnr"):
+                kind = "response" if v["dns.flags.response"] in ("1", "True") else "query"
+            elif svc == "ntp":
+                kind = "client request" if dp == 123 else "server reply"
+            elif svc in ("netbios-ns", "dropbox-lansync"):
+                kind = "to port %d" % dp
+            add(svc + ("-v6" if ":" in (dst or "") and svc in ("mdns", "llmnr") else ""), src, dst, ttl, kind)
+    return {k: {"frames": p["frames"], "destinations": dict(p["destinations"].most_common()),
+                "sources": sorted(p["sources"], key=lambda x: (":" in x, x)),
+                "ttl_or_hop_limit": sorted(p["ttl_or_hop_limit"]), "kinds": dict(p["kinds"])}
+            for k, p in sorted(prot.items())}
+
+
 def minute(ts):
     return int(math.floor(ts / 60.0) * 60)
 
@@ -109,7 +210,8 @@ def main():
     ap.add_argument("--out-dir", required=True)
     a = ap.parse_args()
     meta = scenarios.S[a.scenario]
-    v6_allowed = a.scenario == "ipv6-vlan"
+    v6_allowed = a.scenario in V6_SCENARIOS
+    allowed = ALLOWED + LAN_LOCAL_ALLOWED.get(a.scenario, [])
 
     rows = list(tshark_rows(a.pcap))
     retx = retransmitted_frames(a.pcap)
@@ -133,6 +235,7 @@ def main():
     http_reqs = collections.Counter()
     creds = {}
     udp_flows = collections.Counter()
+    udp_bytes = collections.Counter()
     RCODES = {"0": "NOERROR", "2": "SERVFAIL", "3": "NXDOMAIN", "5": "REFUSED"}
     QTYPES = {"1": "A", "28": "AAAA", "16": "TXT", "12": "PTR", "5": "CNAME"}
 
@@ -234,11 +337,14 @@ def main():
                     c["sources"].add(src)
                     c["destinations"].add(f"{dst}:{dp}")
         # ---- UDP / DNS
+        link_dns = False
         if r["udp.srcport"] and not is_icmp:
             usp, udp_ = int(first(r["udp.srcport"])), int(first(r["udp.dstport"]))
-            if r["dns.flags.response"] in ("0", "False"):
+            link_dns = bool({usp, udp_} & {5353, 5355})   # mDNS / LLMNR: link-local name resolution
+            if r["dns.flags.response"] not in ("1", "True") and not lan_local(dst):
                 udp_flows[(src, dst, udp_)] += 1
-        if r["dns.qry.name"] and not is_icmp:
+                udp_bytes[(src, dst, udp_)] += iplen
+        if r["dns.qry.name"] and not is_icmp and not link_dns:
             name = first(r["dns.qry.name"])
             qt = QTYPES.get(first(r["dns.qry.type"]), first(r["dns.qry.type"]))
             if r["dns.flags.response"] in ("0", "False"):
@@ -257,7 +363,7 @@ def main():
         except ValueError:
             problems.append(f"unparsable address {x}")
             continue
-        if not any(ip in n for n in ALLOWED):
+        if not any(ip in n for n in allowed):
             problems.append(f"address outside the documentation ranges: {x}")
     ok_types = {"0x0800", "0x0806", "0x8100"} | ({"0x86dd"} if v6_allowed else set())
     for et in ethertypes:
@@ -380,11 +486,21 @@ def main():
         if is_internal(src) and not is_internal(dst):
             d = dest[(dst, dport, "udp")]
             d["flows"] += n  # datagrams for UDP
+            d["c2s_ip_bytes"] += udp_bytes[(src, dst, dport)]
             d["clients"].add(src)
     name_of = collections.defaultdict(set)
     for n, ips in dns_answers.items():
         for ip in ips:
             name_of[ip].add(n)
+    # SNI against the capture's DNS: did a DNS answer tie the server address to the SNI name, and which
+    # names does the capture's DNS give for that address?
+    sni_vs_dns = []
+    for n, servers in sorted(sni_by_server.items()):
+        for sv in sorted(servers):
+            ip = sv.rsplit(":", 1)[0].strip("[]")
+            sni_vs_dns.append({"sni": n, "server": sv, "dns_answered_sni_with_server": ip in dns_answers.get(n, ()),
+                               "dns_names_for_server": sorted(name_of.get(ip, ())), "client_hellos": sum(
+                                   1 for s_ in streams.values() if n in s_["sni"] and s_["server"] == ip)})
     egress = []
     for (ip, port, proto), d in sorted(dest.items()):
         egress.append({"address": ip, "port": port, "proto": proto, "flows_or_datagrams": d["flows"],
@@ -405,7 +521,9 @@ def main():
            "forward_proxies": meta["policy"].get("forward_proxies", []),
            "gateways": ["192.0.2.30"], "api_ports": [8080],
            "allow_held_connection": meta["policy"].get("allow_held_connection", False),
-           "internal_resolver": "2001:db8:1::53" if a.scenario == "ipv6-vlan" else "192.0.2.53",
+           "internal_resolver": meta["policy"].get("resolver", "2001:db8:1::53" if a.scenario == "ipv6-vlan"
+                                                   else "192.0.2.53"),
+           "egress_allow": meta["policy"].get("egress_allow", []),
            "policy_file": f"{a.scenario}.policy.toml"}
     doc = {
         "scenario": a.scenario,
@@ -452,7 +570,9 @@ def main():
         "cleartext_credentials": [{**{k: v for k, v in c.items() if k not in ("sources", "destinations")},
                                    "sources": sorted(c["sources"]), "destinations": sorted(c["destinations"])}
                                   for c in creds.values()],
+        "tls_sni_vs_dns": sni_vs_dns,
         "egress_destinations": egress,
+        "lan_local_traffic": local_traffic(a.pcap),
         "inbound_from_outside": ingress,
         "verdict_intent": meta["verdict_intent"],
         "expected_verdict": meta["expected_verdict"],

@@ -14,8 +14,9 @@ Every `NAME.pcap` here was recorded by `record.sh` with real programs (curl, Ope
 `ssl`, dnsmasq, tinyproxy, nginx, socat, dig, tcpdump) talking to each other inside private Linux
 network namespaces. Nothing is synthesised packet by packet. The sensor is `tcpdump -s 0` on the
 customer LAN's bridge (`br0` in the switch namespace), so it sees internal and egress flows alike, as a
-SPAN port would. Each scenario ran for 6-7 minutes with a 60 s licensing cadence; all 13 were recorded
-in parallel.
+SPAN port would. Each scenario ran for 6-7 minutes with a 60 s licensing cadence; the first 13 were
+recorded in parallel, and noisy-lan, sni-mismatch, resolver-egress-allow and outage-syn were added later,
+recorded in parallel the same way (nmblookup, busybox udhcpc and ntpdig join the programs above there).
 
 Beside each capture:
 - `NAME.expected.json`: facts measured with **tshark** (not with dg-audit) by `recorder/expected.py`:
@@ -43,14 +44,14 @@ TAIL = """
 ## Re-recording
 
 ```
-sudo bash captures/record.sh                      # all 13 scenarios in parallel, about 8 minutes
+sudo bash captures/record.sh                      # all 17 scenarios in parallel, about 8 minutes
 sudo bash captures/record.sh outage dns-tunnel    # some of them
 CADENCE=10 CHECKINS=7 OUT=/tmp/cap sudo -E bash captures/record.sh   # quick debug run elsewhere
 ```
 
 It needs root and Debian packages it installs itself when missing (dnsmasq, tcpdump, tshark,
-tinyproxy, socat, nginx-light, curl, openssl, ethtool, nftables, bind9-dnsutils, iproute2), plus
-Python 3 (stdlib only). `KEEP_WORK=1` keeps the per-scenario logs (server, client, dnsmasq,
+tinyproxy, socat, nginx-light, curl, openssl, ethtool, nftables, bind9-dnsutils, iproute2, busybox for
+udhcpc, samba-common-bin for nmblookup, sntp for ntpdig), plus Python 3 (stdlib only). `KEEP_WORK=1` keeps the per-scenario logs (server, client, dnsmasq,
 tinyproxy, nginx) under `/tmp/dg-record.*`. A new recording changes timestamps, keys and random bytes,
 so the expected JSON is regenerated with it; the PKI (test CA and leaf certificates for
 license.deepgram.com, api.deepgram.com, license-proxy, telemetry.example.net, api.customer.example) is
@@ -58,8 +59,8 @@ made by openssl for each run in the temporary directory and thrown away.
 
 Files: `record.sh` (orchestrator, PKI, safety gate), `recorder/scenario.sh` (one scenario's
 namespaces and traffic), `recorder/dgsim.py` (servers: licensing, License Proxy, hosted API with
-WebSocket, self-hosted API, telemetry, TCP sink; clients: held connection, WebSocket streamer, DNS
-tunnel; WAV generator; 802.1Q relay), `recorder/scenarios.py` (descriptions, intents, policies),
+WebSocket, self-hosted API, telemetry, TCP sink, NTP; clients: held connection, WebSocket streamer, DNS
+tunnel, office-LAN noise (mDNS, LLMNR, SSDP, Dropbox LAN sync); WAV generator; 802.1Q relay), `recorder/scenarios.py` (descriptions, intents, policies),
 `recorder/expected.py` (tshark measurements), `recorder/readme.py` (this file).
 
 ## Address plan
@@ -84,7 +85,10 @@ SAFETY = """
   router 192.0.2.1, nothing else.
 - IPv6 is disabled (`net.ipv6.conf.{all,default}.disable_ipv6=1`) in every namespace except ipv6-vlan,
   where only 2001:db8:: addresses are used, with `nodad`, no link-local addresses (`addr_gen_mode=1`),
-  no router solicitations and static neighbour entries, so the capture has no ND/MLD multicast.
+  no router solicitations and static neighbour entries, so the capture has no ND/MLD multicast; and
+  noisy-lan, where IPv6 is enabled on the LAN interfaces only (`eth0`, after the capture starts) and has
+  link-local addresses only (fe80::/64, no router answers), so the kernel's router solicitations, DAD
+  neighbour solicitations and MLD reports are on the wire.
 - Names resolve through `/etc/netns/<ns>/resolv.conf` to the scenario's own dnsmasq (`no-resolv`, no
   upstream), authoritative for the test names (license.deepgram.com -> 203.0.113.10, api.deepgram.com ->
   203.0.113.20, telemetry.example.net -> 198.51.100.77, license-proxy -> 192.0.2.5, forward-proxy ->
@@ -95,7 +99,11 @@ SAFETY = """
   also on failure or Ctrl-C; leftovers of an interrupted run (`dgrNN-*`) are removed at the next start.
 - After recording, `recorder/expected.py` lists every address in each capture (IPv4, IPv6, ARP, and
   inside ICMP errors) with tshark and fails the run if one is outside those ranges, if IPv6 appears in an
-  IPv4 scenario, or if an unexpected EtherType shows up.
+  IPv4 scenario, or if an unexpected EtherType shows up. Only noisy-lan may also hold the exact LAN-local
+  addresses its noise uses: 0.0.0.0, 255.255.255.255, 224.0.0.22, 224.0.0.251, 224.0.0.252,
+  239.255.255.250, ::, fe80::/64, ff02::2, ff02::16, ff02::fb, ff02::1:3 and ff02::1:ff00:0/104
+  (`LAN_LOCAL_ALLOWED` in expected.py); its DHCP server offers no router and its client configures
+  nothing (`udhcpc -s /bin/true`).
 
 ## Notes on how the captures were made
 
@@ -111,6 +119,18 @@ SAFETY = """
   name, so it answers NXDOMAIN.
 - The license key `f1037f690e1c05405b0a71b8fc1df3d453b1bcad` is the public documentation example; it is
   only in clear in plaintext-licensing (inside TLS everywhere else). The hosted API key is made up.
+- noisy-lan: `lan_local_traffic` in its JSON counts the noise per protocol (frames, kinds, destinations,
+  sources, IP TTL / hop limits) as tshark decodes it; mDNS and LLMNR are left out of the `dns` figures
+  (they are link-local name resolution, not queries to a resolver), and multicast/broadcast destinations
+  are left out of `egress_destinations`. The switch bridge has IGMP snooping off (a dumb switch), one PC
+  is forced to IGMPv2 (`force_igmp_version=2`), the other uses the default IGMPv3.
+- sni-mismatch: the API host runs `dig api.deepgram.com`, then `curl --resolve
+  license.deepgram.com:443:<that address>`, so the SNI says license.deepgram.com while the only DNS answer
+  for 203.0.113.20 in the capture is api.deepgram.com (see `tls_sni_vs_dns` in its JSON).
+- resolver-egress-allow: there is no internal resolver; `/etc/netns/*/resolv.conf` of API and Engine
+  points to 203.0.113.53, a dnsmasq behind the router.
+- outage-syn: nftables drops TCP/443 in the licensing server's namespace for check-in 3 only; curl runs
+  with `--connect-timeout 8`, so each client sends its SYN and three retransmissions (about 1, 3, 7 s).
 - Check-ins are scheduled on absolute minute boundaries (API at :12, Engine at :27, License Proxy
   upstream at :05 of each minute), so each per-minute window holds one check-in per client.
 """

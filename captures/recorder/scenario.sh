@@ -98,7 +98,9 @@ host() {  # host NAME BRIDGE ADDR/PLEN...
     shift 2
     mkns "$h"
     attach "$h" "$br" eth0
-    for a in "$@"; do ip -n "$P-$h" addr add "$a" dev eth0; done
+    for a in "$@"; do
+        if [ -n "${BRD:-}" ]; then ip -n "$P-$h" addr add "$a" brd + dev eth0; else ip -n "$P-$h" addr add "$a" dev eth0; fi
+    done
 }
 route() { ip -n "$P-$1" route add "$2" via "$3" || exit 1; }
 egress() { route "$1" 203.0.113.0/24 192.0.2.1; route "$1" 198.51.100.0/24 192.0.2.1; }
@@ -171,8 +173,10 @@ base_v4() {  # switch (br0 = customer LAN, captured; br1 = "internet"), router, 
     ip -n "$P-rtr" addr add 203.0.113.1/24 dev eth1
     ip -n "$P-rtr" addr add 198.51.100.1/24 dev eth1
     nsx rtr sysctl -q -w net.ipv4.ip_forward=1 >/dev/null
-    host dns br0 192.0.2.53/24
-    lan_dns "$@"
+    if [ -z "${NO_LAN_DNS:-}" ]; then
+        host dns br0 192.0.2.53/24
+        lan_dns "$@"
+    fi
     inet_host lic 203.0.113.10/24
     tls_server lic license license "203.0.113.10:443,tls"
     LIC_PID=${PIDS[-1]}
@@ -357,6 +361,104 @@ echo nft drop on"
             --bursts 5 --per-burst 80 --max-queries 400 --rate 5 --t0 "$T0" --cadence "$CADENCE" \
             --offset "$(awk -v c="$CADENCE" 'BEGIN{print 35*c/60}')" --first-slot 1
         at "$(slot 2 55)" ip netns exec "$P-api" dig +time=3 +tries=1 @198.51.100.53 TXT cfg.t.exfil-test.example
+        ;;
+    noisy-lan)
+        # compliant-direct on an ordinary noisy office LAN (the noise never leaves the link)
+        BRD=1 base_v4
+        ip -n "$P-sw" link set br0 type bridge mcast_snooping 0   # a dumb switch: floods multicast
+        BRD=1 direct_pair
+        normal_checkins
+        BRD=1 host pc1 br0 192.0.2.101/24     # office PC (Windows-like): IGMPv2, LLMNR, NetBIOS, SSDP, Dropbox
+        BRD=1 host pc2 br0 192.0.2.102/24     # office PC (mac-like): mDNS, SSDP responder, IGMPv3
+        mkns dhc                              # laptop without an address: DHCP client
+        attach dhc br0 eth0 02:00:00:00:01:50
+        nsx pc1 sysctl -q -w net.ipv4.conf.all.force_igmp_version=2 net.ipv4.conf.eth0.force_igmp_version=2 >/dev/null
+        # DHCP server: a second dnsmasq on the resolver host, DHCP only (port=0), no router option
+        cat >"$SD/dnsmasq-dhcp.conf" <<EOF
+port=0
+interface=eth0
+bind-interfaces
+no-resolv
+no-hosts
+user=root
+group=root
+dhcp-range=192.0.2.150,192.0.2.199,255.255.255.0,10m
+dhcp-host=02:00:00:00:01:50,192.0.2.150,office-laptop
+dhcp-option=option:router
+dhcp-option=option:dns-server,192.0.2.53
+dhcp-authoritative
+dhcp-leasefile=$SD/dnsmasq-dhcp.leases
+log-dhcp
+log-facility=$SD/dnsmasq-dhcp.log
+pid-file=$SD/dnsmasq-dhcp.pid
+EOF
+        bg dns dnsmasq-dhcp dnsmasq -k -C "$SD/dnsmasq-dhcp.conf"
+        # NTP server on "the internet" (allowed by the policy's [egress] allow)
+        inet_host ntp 203.0.113.123/24
+        bg ntp ntpserve $SIM ntpserve --listen 203.0.113.123 --seconds "$MAXLIFE"
+        # IPv6 on the LAN interfaces, link-local only (RS to ff02::2, DAD NS, MLDv2 reports): after capture start
+        at "$(slot 0 3)" bash -c "for h in rtr dns api eng pc1 dhc; do ip netns exec $P-\$h sysctl -q -w net.ipv6.conf.eth0.disable_ipv6=0; done; echo ipv6 link-local on"
+        at "$(slot 2 20)" bash -c "ip netns exec $P-pc2 sysctl -q -w net.ipv6.conf.eth0.disable_ipv6=0; echo pc2 ipv6 on"
+        bg pc1 noise-pc1 $SIM noise --iface eth0 --ip 192.0.2.101 --name OFFICE-PC1 --llmnr --llmnr-responder --ssdp \
+            --dropbox --mdns --v6 --start "$(slot 0 8)" --t0 "$T0" --cadence "$CADENCE" \
+            --offset "$(awk -v c="$CADENCE" 'BEGIN{print 20*c/60}')" --rounds "$CHECKINS" --seconds "$MAXLIFE"
+        bg pc2 noise-pc2 $SIM noise --iface eth0 --ip 192.0.2.102 --name macbook-pc2 --mdns --ssdp-responder --v6 \
+            --start "$(slot 2 25)" --t0 "$T0" --cadence "$CADENCE" \
+            --offset "$(awk -v c="$CADENCE" 'BEGIN{print 50*c/60}')" --rounds "$CHECKINS" --seconds "$MAXLIFE"
+        printf '[global]\n  workgroup = OFFICE\n  netbios name = OFFICE-PC1\n  interfaces = eth0\n  bind interfaces only = yes\n' >"$SD/smb.conf"
+        for k in $(seq 0 $((CHECKINS - 1))); do
+            at "$(slot "$k" 45)" ip netns exec "$P-pc1" timeout 10 nmblookup -s "$SD/smb.conf" -B 192.0.2.255 FILESERVER
+            at "$(slot "$k" 40)" ip netns exec "$P-api" timeout 10 ntpdig -4 -t 3 203.0.113.123
+        done
+        for k in 0 3; do
+            at "$(slot "$k" 33)" ip netns exec "$P-dhc" timeout 20 busybox udhcpc -i eth0 -f -q -n -B -t 3 -T 2 \
+                -s /bin/true -x hostname:office-laptop
+        done
+        ;;
+    sni-mismatch)
+        # the API host also opens licensing-looking TLS (SNI license.deepgram.com) to the address
+        # the capture's DNS gives to api.deepgram.com (203.0.113.20), which serves a license cert
+        base_v4
+        direct_pair
+        normal_checkins
+        inet_host hap 203.0.113.20/24
+        tls_server hap license license "203.0.113.20:443,tls"
+        for k in $(seq 0 $((CHECKINS - 1))); do
+            at "$(slot "$k" 40)" bash -c "ip=\$(ip netns exec $P-api dig +short +time=3 +tries=1 api.deepgram.com A | head -n1);
+                echo api.deepgram.com = \$ip;
+                ip netns exec $P-api curl -sS -o /dev/null -w 'sni-mismatch #$k http=%{http_code} to %{remote_ip}\n' \
+                --connect-timeout 5 --max-time 20 --cacert $PKI/ca.pem --tlsv1.3 --resolve license.deepgram.com:443:\$ip \
+                -X POST -H 'Authorization: Token $KEY' -H 'Content-Type: application/json' -A deepgram-api/release-240917 \
+                --data-binary '{\"component\":\"api\",\"seq\":$k,\"status\":\"ok\"}' $LIC_URL"
+        done
+        ;;
+    resolver-egress-allow)
+        # no internal resolver: the hosts resolve through an outside dnsmasq at 203.0.113.53
+        RESOLVER=203.0.113.53
+        NO_LAN_DNS=1 base_v4
+        direct_pair
+        printf '203.0.113.10 license.deepgram.com\n' >"$HOSTS_FULL"
+        cp "$HOSTS_FULL" "$SD/hosts"
+        inet_host xdns 203.0.113.53/24
+        dns_server xdns 203.0.113.53 "addn-hosts=$SD/hosts" local=/deepgram.com/
+        normal_checkins
+        ;;
+    outage-syn)
+        base_v4
+        direct_pair
+        # check-in 3 (slot 2): SYNs to license.deepgram.com:443 dropped in the server's namespace;
+        # curl keeps trying for 8 s (SYN retransmissions at about 1, 3 and 7 s), then recovery.
+        # Classic exponential SYN backoff (RFC 6298): this kernel's default is 4 linear 1 s retries first.
+        for h in api eng; do nsx "$h" sysctl -q -w net.ipv4.tcp_syn_linear_timeouts=0 >/dev/null; done
+        checkins api api 12 "$LIC_URL" --tlsv1.3 --connect-timeout 8
+        checkins eng engine 27 "$LIC_URL" --tlsv1.3 --connect-timeout 8
+        at "$(slot 2 2)" bash -c "ip netns exec $P-lic nft -f - <<'EOF'
+table inet outage {
+  chain input { type filter hook input priority 0; policy accept; tcp dport 443 drop; }
+}
+EOF
+echo nft drop on"
+        at "$(slot 2 50)" bash -c "ip netns exec $P-lic nft delete table inet outage; echo nft drop off"
         ;;
     ipv6-vlan)
         build_v6

@@ -17,9 +17,15 @@ HOSTS = {
     "192.0.2.20": "self-hosted API listener (plain HTTP :8080)",
     "192.0.2.30": "ingress API gateway (nginx, TLS :443, api.customer.example)",
     "192.0.2.40": "application server (customer client)",
+    "192.0.2.101": "office PC (noisy-lan: LLMNR, NetBIOS-NS, SSDP M-SEARCH, mDNS, Dropbox LAN sync, IGMPv2)",
+    "192.0.2.102": "office PC (noisy-lan: mDNS, SSDP responder, IGMPv3, joins IPv6 late)",
+    "192.0.2.150": "DHCP lease of the noisy-lan laptop (MAC 02:00:00:00:01:50, dnsmasq dhcp-host; only inside DHCP "
+                   "OFFER/ACK: the client configures nothing and talks from 0.0.0.0 and fe80::ff:fe00:150)",
     "192.0.2.53": "internal DNS resolver (dnsmasq, authoritative for the test names, no upstream)",
     "203.0.113.10": "license.deepgram.com (test licensing server, TLS :443; plain HTTP :80 in plaintext-licensing)",
     "203.0.113.20": "api.deepgram.com (test hosted API, TLS :443, POST and WebSocket /v1/listen)",
+    "203.0.113.53": "outside DNS resolver (dnsmasq; resolver-egress-allow: the hosts' only resolver)",
+    "203.0.113.123": "outside NTP server (noisy-lan; admitted by [egress] allow)",
     "198.51.100.77": "telemetry.example.net (unknown host: TLS :443, plain TCP :9000)",
     "198.51.100.53": "unapproved outside DNS resolver (dnsmasq)",
     "198.51.100.50": "outside client bypassing the gateway",
@@ -153,6 +159,67 @@ sc("ingress-bypass",
    "allowed. Licensing compliant.",
    "violation", {"INGRESS": "violation", "VOLUME": "pass", "CADENCE": "pass"})
 
+NOISY = ("ARP (kernel); DHCP (busybox udhcpc on a laptop without an address, broadcast flag set: DISCOVER/REQUEST "
+         "0.0.0.0:68 -> 255.255.255.255:67, OFFER/ACK from dnsmasq 192.0.2.53 to 255.255.255.255:68, twice); "
+         "mDNS queries and announcements to 224.0.0.251:5353 and [ff02::fb]:5353; LLMNR queries to 224.0.0.252:5355 "
+         "and [ff02::1:3]:5355 (IP TTL / hop limit 1); NetBIOS name queries (nmblookup) to the directed broadcast "
+         "192.0.2.255:137; SSDP M-SEARCH to 239.255.255.250:1900 with IP TTL 1 and a unicast SSDP reply; IGMPv2 "
+         "(one PC) and IGMPv3 (224.0.0.22) membership reports; IPv6 link-local only (fe80::/64): router "
+         "solicitations to ff02::2, DAD neighbour solicitations to ff02::1:ffXX:XXXX, MLDv2 reports to ff02::16; "
+         "NTP (ntpdig) from the API host to 203.0.113.123:123 each minute; Dropbox LAN-sync broadcasts to "
+         "255.255.255.255:17500")
+sc("noisy-lan",
+   "compliant-direct (API 192.0.2.10 and Engine 192.0.2.11 check in to license.deepgram.com every 60 s) on an "
+   "ordinary noisy office LAN, produced by real programs and the kernel: " + NOISY + ". Office PCs 192.0.2.101 and "
+   "192.0.2.102, a DHCP client without an address; the switch floods multicast (no IGMP snooping).",
+   BASE + PAIR + ["192.0.2.101", "192.0.2.102", "192.0.2.150", "203.0.113.123"],
+   "Compliant, every control as compliant-direct: the LAN noise (broadcast, link-local multicast, IPv6 "
+   "link-local, 0.0.0.0 and :: sources) never leaves the link and is not egress, whatever the policy's "
+   "internal list says; the only non-licensing egress is NTP to 203.0.113.123:123/udp, admitted by "
+   "[egress] allow. (A DEST violation here is a false positive.)",
+   "compliant", {"DEST": "pass", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "pass",
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"},
+   {"egress_allow": ["203.0.113.123:123/udp"]})
+sc("sni-mismatch",
+   "Normal licensing for API and Engine (DNS license.deepgram.com -> 203.0.113.10, TLS every 60 s). In addition, "
+   "each minute (7 times) the API host looks up api.deepgram.com (the capture's DNS answers 203.0.113.20) and "
+   "opens TLS 1.3 with SNI license.deepgram.com to 203.0.113.20:443 (curl --resolve); the server there presents "
+   "a certificate valid for license.deepgram.com, the handshake completes and a small POST "
+   "/v1/licenses/check is sent.",
+   BASE + PAIR + ["203.0.113.20"],
+   "DEST finding: licensing-looking TLS (SNI license.deepgram.com) from 192.0.2.10 to 203.0.113.20:443, an "
+   "address that no DNS answer in the capture gave for license.deepgram.com and that the capture's DNS gives "
+   "to api.deepgram.com, a hosted transcription name; the finding carries both pieces of evidence (the SNI, "
+   "and the DNS answer api.deepgram.com -> 203.0.113.20). Those flows are not check-ins to the licensing server "
+   "(no DNS answer ties 203.0.113.20 to license.deepgram.com), so licensing.* in the JSON, VOLUME and CADENCE "
+   "count only the flows to 203.0.113.10, which are compliant.",
+   "findings", {"DEST": "finding", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "pass",
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"})
+sc("resolver-egress-allow",
+   "compliant-direct without an internal resolver: API and Engine resolve license.deepgram.com through the "
+   "EXTERNAL resolver 203.0.113.53:53/udp (dnsmasq outside the LAN) and check in every 60 s over TLS.",
+   ["192.0.2.1", "203.0.113.10", "203.0.113.53"] + PAIR,
+   "Compliant: the DNS egress to 203.0.113.53:53/udp is admitted by the policy's [egress] allow "
+   "(\"203.0.113.53:53/udp\") with [dns] resolvers left unset; licensing as in compliant-direct.",
+   "compliant", {"DEST": "pass", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "pass",
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"},
+   {"egress_allow": ["203.0.113.53:53/udp"],
+    "resolver": "none inside; 203.0.113.53 outside, admitted only by [egress] allow ([dns] resolvers unset)"})
+sc("outage-syn",
+   "API and Engine check in every 60 s (curl --connect-timeout 8); check-ins 1-2 succeed; at check-in 3 "
+   "nftables in the licensing server's namespace drops TCP/443, so each client's SYN goes unanswered and is "
+   "retransmitted (about 1, 3 and 7 s later) until curl gives up after 8 s; check-ins 4-7 succeed again.",
+   BASE + PAIR,
+   "CADENCE finding only: one missed check-in per client (minute 3) with its cause read from packets (SYNs "
+   "unanswered, state S0, 4 SYNs over ~7 s), then recovery. DURATION pass: the failed attempts are not held "
+   "connections. No violation.",
+   "findings", {"DEST": "pass", "TLS": "pass", "VOLUME": "pass", "DURATION": "pass", "CADENCE": "finding",
+                 "AUDIO": "pass", "CREDENTIAL": "pass", "PROXY": "not_applicable", "DNS": "pass",
+                 "INGRESS": "not_applicable", "CAPTURE": "pass"})
+
 ORDER = list(S)
 
 
@@ -186,7 +253,7 @@ allow_held_connection = {"true" if p["allow_held_connection"] else "false"}
 hosted = ["api.deepgram.com", "*.api.deepgram.com", "api.*.deepgram.com"]
 
 [egress]
-allow = []
+allow = {arr(p.get("egress_allow", []))}
 
 [ingress]
 api_ports = [8080]

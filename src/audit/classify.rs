@@ -1,4 +1,4 @@
-//! Classification: where each flow goes (egress, ingress, internal) and, for egress, what it is
+//! Classification: where each flow goes (egress, ingress, internal, local) and, for egress, what it is
 //! (licensing, a License Proxy hop, a CONNECT tunnel to licensing, hosted transcription, allowed,
 //! unknown), with the name evidence it rests on.
 
@@ -19,6 +19,9 @@ pub enum Direction {
     Internal,
     /// Neither end internal (transit traffic the sensor happened to see).
     External,
+    /// Traffic that cannot leave the link or the site whatever the policy says (broadcast,
+    /// link-scoped multicast, loopback, link-local: see `audit::scope`). Never egress.
+    Local,
 }
 
 /// What a flow is, for the audit.
@@ -127,6 +130,12 @@ pub fn classify<'f>(flow: &'f FlowRecord, policy: &Policy) -> Classified<'f> {
     if policy.forward_proxy_at(flow.resp_h, flow.resp_p) {
         return through_forward_proxy(flow, policy, direction, name);
     }
+    // Scope before policy: what never leaves the link is not egress, whatever `internal` says.
+    let direction = if crate::audit::scope::local_reason(flow, policy).is_some() {
+        Direction::Local
+    } else {
+        direction
+    };
     if direction != Direction::Egress {
         return Classified {
             flow,

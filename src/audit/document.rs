@@ -299,6 +299,10 @@ pub struct FlowsSummary {
     pub ingress: u64,
     /// Flows with both ends internal.
     pub internal: u64,
+    /// Flows that cannot leave the link or the site (broadcast, link-scoped multicast, loopback,
+    /// link-local), set apart before the policy is read; never egress.
+    #[serde(default)]
+    pub local: u64,
     /// Flows per class (`licensing`, `unknown`, `not_egress`, ...).
     pub by_class: BTreeMap<String, u64>,
     /// Egress destinations by client-to-server IP bytes, largest first (top 20).

@@ -156,6 +156,7 @@ fn flows_summary(classified: &[classify::Classified<'_>]) -> FlowsSummary {
             Direction::Egress => summary.egress += 1,
             Direction::Ingress => summary.ingress += 1,
             Direction::Internal => summary.internal += 1,
+            Direction::Local => summary.local += 1,
             Direction::External => {}
         }
         let class = serde_json::to_value(c.class)

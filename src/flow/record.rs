@@ -256,6 +256,19 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl FlowRecord {
+    /// The connection got past its opening: the responder answered (Zeek states S1, SF, S2, S3,
+    /// RSTO, RSTR, and SHR/RSTRH, where only the responder's SYN-ACK was seen), or, seen
+    /// mid-stream (OTH), both sides sent. Attempts that never did (S0, REJ, RSTOS0, SH) are not.
+    /// UDP and ICMP flows count as established once both sides sent.
+    pub fn established(&self) -> bool {
+        use ConnState::*;
+        match self.conn_state {
+            S1 | SF | S2 | S3 | RSTO | RSTR | SHR | RSTRH => true,
+            S0 | REJ | RSTOS0 | SH => false,
+            OTH => self.orig_pkts > 0 && self.resp_pkts > 0,
+        }
+    }
+
     /// Duration in nanoseconds (last packet minus first packet, as Zeek).
     pub fn duration_nanos(&self) -> i64 {
         self.last_ts_nanos - self.ts_nanos

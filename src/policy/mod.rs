@@ -304,12 +304,14 @@ impl Policy {
         self.ingress.gateways.iter().any(|net| net.contains(&ip))
     }
 
-    /// Whether `ip:port` is an approved DNS resolver. With no `[dns] resolvers`, any internal
-    /// address is approved.
-    pub fn approved_resolver(&self, ip: IpAddr, port: u16) -> bool {
+    /// Whether `ip:port` (named `name`, if the capture named it) is an approved DNS resolver.
+    /// With `[dns] resolvers` set, that list rules. Without it, any internal address is approved,
+    /// and so is any destination `[egress] allow` admits: allowing a resolver's egress and then
+    /// calling its use unapproved would make one key contradict the other.
+    pub fn approved_resolver(&self, name: Option<&str>, ip: IpAddr, port: u16, udp: bool) -> bool {
         let ip = unmap(ip);
         if self.dns.resolvers.is_empty() {
-            return self.is_internal(ip);
+            return self.is_internal(ip) || self.egress_allowed(name, ip, port, udp);
         }
         self.dns
             .resolvers
@@ -472,15 +474,31 @@ resolvers = ["10.0.0.53", "[fd00::53]:5353"]
         assert!(p.is_gateway(ip("203.0.113.7")));
         assert!(p.is_gateway(ip("198.51.100.15")));
         assert!(!p.is_gateway(ip("198.51.100.16")));
-        assert!(p.approved_resolver(ip("10.0.0.53"), 53));
-        assert!(p.approved_resolver(ip("10.0.0.53"), 853));
-        assert!(p.approved_resolver(ip("fd00::53"), 5353));
-        assert!(!p.approved_resolver(ip("fd00::53"), 53));
-        assert!(!p.approved_resolver(ip("10.0.0.1"), 53));
+        assert!(p.approved_resolver(None, ip("10.0.0.53"), 53, true));
+        assert!(p.approved_resolver(None, ip("10.0.0.53"), 853, false));
+        assert!(p.approved_resolver(None, ip("fd00::53"), 5353, true));
+        assert!(!p.approved_resolver(None, ip("fd00::53"), 53, true));
+        assert!(!p.approved_resolver(None, ip("10.0.0.1"), 53, true));
         // Without resolvers, any internal address is approved.
         let d = Policy::default_policy();
-        assert!(d.approved_resolver(ip("10.0.0.1"), 53));
-        assert!(!d.approved_resolver(ip("8.8.8.8"), 53));
+        assert!(d.approved_resolver(None, ip("10.0.0.1"), 53, true));
+        assert!(!d.approved_resolver(None, ip("8.8.8.8"), 53, true));
+        // An external resolver that [egress] allow admits is approved while [dns] resolvers is
+        // empty; once the list is set, it alone rules.
+        let allowed = Policy::from_toml(
+            "schema_version = 1\n[egress]\nallow = [\"203.0.113.53:53/udp\"]\n",
+            "test",
+        )
+        .unwrap();
+        assert!(allowed.approved_resolver(None, ip("203.0.113.53"), 53, true));
+        assert!(!allowed.approved_resolver(None, ip("203.0.113.53"), 53, false));
+        assert!(!allowed.approved_resolver(None, ip("203.0.113.54"), 53, true));
+        let listed = Policy::from_toml(
+            "schema_version = 1\n[egress]\nallow = [\"203.0.113.53:53/udp\"]\n[dns]\nresolvers = [\"10.0.0.53\"]\n",
+            "test",
+        )
+        .unwrap();
+        assert!(!listed.approved_resolver(None, ip("203.0.113.53"), 53, true));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{endpoint, result};
-use crate::audit::classify::Classified;
+use crate::audit::classify::{Classified, Direction};
 use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence, Timestamp};
 use crate::inspect::dns::label_entropy;
 use crate::policy::Policy;
@@ -26,6 +26,23 @@ use crate::units::{minute_start_secs, rfc3339, NANOS};
 
 /// Distinct long or high-entropy names under one domain from one source that make a tunnel.
 const ODD_NAMES_FOR_TUNNEL: usize = 10;
+
+/// Public DNS-over-HTTPS services, by the TLS name their clients ask for (the major entries of
+/// curl's list of public DoH servers). A lookup through them is invisible to this audit.
+const PUBLIC_DOH_NAMES: [&str; 12] = [
+    "dns.google",
+    "dns.google.com",
+    "cloudflare-dns.com",
+    "mozilla.cloudflare-dns.com",
+    "one.one.one.one",
+    "dns.quad9.net",
+    "dns9.quad9.net",
+    "doh.opendns.com",
+    "dns.adguard-dns.com",
+    "dns.nextdns.io",
+    "doh.cleanbrowsing.org",
+    "dns.mullvad.net",
+];
 
 /// (source, parent domain, minute start in seconds).
 type MinuteKey = (IpAddr, String, i64);
@@ -40,6 +57,8 @@ struct Tally<'c, 'f> {
     odd_labels: BTreeMap<(IpAddr, String), BTreeSet<String>>,
     /// Flows per unapproved resolver (`address:port`).
     unapproved: BTreeMap<String, Vec<&'c Classified<'f>>>,
+    /// Egress flows that carry lookups the audit cannot read (DNS over TLS, QUIC or HTTPS).
+    hidden: Vec<(&'c Classified<'f>, &'static str)>,
 }
 
 /// Runs DNS over the flows that carried DNS.
@@ -48,8 +67,10 @@ pub(super) fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     let mut tally = Tally::default();
     for c in flows {
         tally.add(c, policy);
+        tally.add_hidden(c);
     }
-    if !tally.any_dns {
+    let hidden = tally.hidden_evidence();
+    if !tally.any_dns && hidden.is_empty() {
         return result(
             ControlId::Dns,
             rule,
@@ -61,7 +82,20 @@ pub(super) fn dns(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     let mut evidence = tally.resolver_evidence();
     evidence.extend(tally.volume_evidence(policy));
     evidence.extend(tally.label_evidence());
-    // Every line above is a violation of its own.
+    // Every line above is a violation of its own; hidden lookups are findings.
+    if evidence.is_empty() && !hidden.is_empty() {
+        return result(
+            ControlId::Dns,
+            rule,
+            ControlVerdict::Finding,
+            format!(
+                "{} flow(s) carry DNS lookups the audit cannot read (DNS over TLS or HTTPS): the names they resolve, and so the destinations they lead to, are hidden",
+                hidden.len()
+            ),
+            hidden,
+        );
+    }
+    evidence.extend(hidden);
     if !evidence.is_empty() {
         result(
             ControlId::Dns,
@@ -89,10 +123,15 @@ impl<'c, 'f> Tally<'c, 'f> {
     fn add(&mut self, c: &'c Classified<'f>, policy: &Policy) {
         let Some(d) = &c.flow.dns else { return };
         self.any_dns = true;
+        // Only the deployment's own lookups name its resolvers: local traffic (loopback stubs,
+        // multicast and broadcast discovery) names none, and queries from outside are not ours.
+        let ours = matches!(c.direction, Direction::Egress | Direction::Internal);
+        let udp = c.flow.proto == crate::flow::record::Transport::Udp;
         if d.queries > 0
+            && ours
             && !broadcast(c.flow.resp_h)
             && c.flow.resp_p == 53
-            && !policy.approved_resolver(c.flow.resp_h, c.flow.resp_p)
+            && !policy.approved_resolver(c.name.as_deref(), c.flow.resp_h, c.flow.resp_p, udp)
         {
             self.unapproved
                 .entry(endpoint(c.flow.resp_h, c.flow.resp_p))
@@ -124,6 +163,43 @@ impl<'c, 'f> Tally<'c, 'f> {
                     .insert(name.clone());
             }
         }
+    }
+
+    /// Notes an egress flow of encrypted DNS: DNS over TLS or QUIC (port 853, RFC 7858 and
+    /// RFC 9250) or DNS over HTTPS to a public DoH service (RFC 8484, by its TLS name).
+    fn add_hidden(&mut self, c: &'c Classified<'f>) {
+        if c.direction != Direction::Egress {
+            return;
+        }
+        let sni = c.flow.tls.as_ref().and_then(|t| t.sni.as_deref());
+        if c.flow.resp_p == 853 {
+            self.hidden.push((c, "DNS over TLS/QUIC (port 853)"));
+        } else if sni.is_some_and(|n| {
+            PUBLIC_DOH_NAMES
+                .iter()
+                .any(|d| n.trim_end_matches('.').eq_ignore_ascii_case(d))
+        }) {
+            self.hidden.push((c, "DNS over HTTPS to a public resolver"));
+        }
+    }
+
+    /// One line per flow of encrypted DNS.
+    fn hidden_evidence(&self) -> Vec<Evidence> {
+        self.hidden
+            .iter()
+            .map(|(c, how)| Evidence {
+                what: format!(
+                    "{} sends {how} to {}: its lookups are hidden from this audit",
+                    c.flow.orig_h,
+                    super::destination_label(c)
+                ),
+                flow_uids: vec![c.flow.uid.clone()],
+                ts: Some(Timestamp(c.flow.ts_nanos)),
+                source: Some(c.flow.orig_h.to_string()),
+                destination: Some(super::destination_label(c)),
+                bytes: Some(c.flow.orig_ip_bytes),
+            })
+            .collect()
     }
 
     /// One line per unapproved resolver, with its flows and their sources.
@@ -348,6 +424,56 @@ mod tests {
         assert_eq!(e.flow_uids, ["CPublic"]);
         assert_eq!(e.destination.as_deref(), Some("8.8.8.8:53"));
         assert_eq!(e.ts, Some(Timestamp(T0)));
+    }
+
+    #[test]
+    fn egress_allow_approves_a_resolver_unless_the_resolver_list_is_set() {
+        let allow = "[egress]\nallow = [\"203.0.113.53:53/udp\"]\n";
+        let flows = [lookup(
+            "CExt",
+            T0,
+            "203.0.113.53",
+            &["license.deepgram.com"],
+            1,
+        )];
+        let p = policy(allow);
+        let r = dns(&classified(&flows, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Pass, "{}", r.summary);
+        let p = policy(&format!("{allow}[dns]\nresolvers = [\"192.0.2.53\"]\n"));
+        let r = dns(&classified(&flows, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(r.evidence[0].flow_uids, ["CExt"]);
+    }
+
+    #[test]
+    fn loopback_stubs_and_outside_clients_name_no_resolver_of_ours() {
+        let mut stub = lookup("CStub", T0, "127.0.0.53", &["license.deepgram.com"], 1);
+        stub.orig_h = "127.0.0.1".parse().unwrap();
+        let mut transit = lookup("CTransit", T0, "198.51.100.53", &["example.com"], 1);
+        transit.orig_h = "198.51.100.7".parse().unwrap();
+        let r = run(&[stub, transit]);
+        assert_eq!(r.verdict, ControlVerdict::Pass, "{}", r.summary);
+    }
+
+    #[test]
+    fn encrypted_dns_from_a_deployment_host_is_a_finding() {
+        let mut dot = flow("CDoT", T0, None);
+        dot.resp_h = "203.0.113.99".parse().unwrap();
+        dot.resp_p = 853;
+        let mut doh = flow("CDoH", T0 + NANOS, Some("dns.google"));
+        doh.tls = serde_json::from_value(serde_json::json!(
+            {"sni": "dns.google", "ech": false, "quic": false}
+        ))
+        .expect("a TLS summary");
+        let https = flow("CWeb", T0, Some("www.example.com"));
+        let r = run(&[dot, doh, https]);
+        assert_eq!(r.verdict, ControlVerdict::Finding, "{}", r.summary);
+        let uids: Vec<_> = r.evidence.iter().map(|e| e.flow_uids[0].as_str()).collect();
+        assert_eq!(uids, ["CDoT", "CDoH"]);
+        assert!(r.evidence[0].what.contains("DNS over TLS/QUIC (port 853)"));
+        assert!(r.evidence[1]
+            .what
+            .contains("DNS over HTTPS to a public resolver"));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! finding. A connection of exactly the limit is within it. Where the policy allows held
 //! connections (another Deepgram source describes them), a held connection passes as long as
 //! every minute of it stays within the VOLUME budget, and is a violation otherwise.
+//!
+//! Only connections that were established are judged, whether or not they carried data (one
+//! held open for minutes is a channel even while it is quiet). Attempts that never established
+//! (unanswered SYNs, refusals) are an outage, which CADENCE explains; calling them held
+//! connections would report one outage twice, once wrongly.
 
 use super::{flow_evidence, result};
 use crate::audit::classify::Classified;
@@ -20,7 +25,9 @@ pub(super) fn duration(flows: &[Classified<'_>], policy: &Policy) -> ControlResu
     let max = policy.licensing.max_connection_seconds;
     let licensing: Vec<_> = flows
         .iter()
-        .filter(|c| c.class.is_licensing() && c.flow.proto == Transport::Tcp)
+        .filter(|c| {
+            c.class.is_licensing() && c.flow.proto == Transport::Tcp && c.flow.established()
+        })
         .collect();
     if licensing.is_empty() {
         return result(
@@ -119,6 +126,7 @@ mod tests {
     use super::super::test_support::{classified, flow, licensing, policy, slice, T0};
     use super::*;
     use crate::audit::Timestamp;
+    use crate::flow::record::ConnState;
     use crate::flow::FlowRecord;
     use crate::units::NANOS;
 
@@ -174,6 +182,34 @@ mod tests {
         assert!(r
             .summary
             .starts_with("1 of 2 licensing connections outlive 5 s"));
+    }
+
+    #[test]
+    fn attempts_that_never_established_are_cadence_evidence_not_held_connections() {
+        let p = policy("");
+        let mut flows = Vec::new();
+        for (uid, state) in [
+            ("CS0", ConnState::S0),
+            ("CRej", ConnState::REJ),
+            ("CSh", ConnState::SH),
+            ("CRst", ConnState::RSTOS0),
+        ] {
+            let mut f = open_for(uid, 7 * NANOS);
+            f.conn_state = state;
+            f.resp_bytes = 0;
+            flows.push(f);
+        }
+        let r = duration(&classified(&flows, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::NotApplicable, "{}", r.summary);
+        // An established connection held open without data is still judged.
+        let mut quiet = open_for("CQuiet", 7 * NANOS);
+        quiet.conn_state = ConnState::S1;
+        quiet.orig_bytes = 0;
+        quiet.resp_bytes = 0;
+        flows.push(quiet);
+        let r = duration(&classified(&flows, &p), &p);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(r.evidence[0].flow_uids, ["CQuiet"]);
     }
 
     #[test]

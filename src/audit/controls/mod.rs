@@ -163,9 +163,16 @@ pub(super) mod test_support {
         }
     }
 
-    /// A policy of `extra` TOML sections; every key it leaves out takes the built-in default.
+    /// A policy of `extra` TOML sections; every key it leaves out takes the built-in default,
+    /// except the internal network, which is the hand-built flows' LAN (192.0.2.0/24) unless
+    /// `extra` has a `[network]` section of its own.
     pub fn policy(extra: &str) -> Policy {
-        Policy::from_toml(&format!("schema_version = 1\n{extra}"), "test")
+        let network = if extra.contains("[network]") {
+            ""
+        } else {
+            "[network]\ninternal = [\"192.0.2.0/24\"]\n"
+        };
+        Policy::from_toml(&format!("schema_version = 1\n{network}{extra}"), "test")
             .expect("test policy is valid")
     }
 
