@@ -186,6 +186,35 @@ pub struct DecodeStats {
     /// Packets whose checksums do not hold (they are kept, as `zeek -C` keeps them).
     #[serde(default)]
     pub checksums: ChecksumStats,
+    /// Frames whose timestamp is earlier than the frame before them in input order (time running
+    /// backwards: a clock step on the capturing host, or files spliced out of order). Flows are
+    /// still built in packet order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time_reversals: u64,
+    /// Where time first ran backwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_time_reversal: Option<TimeReversal>,
+    /// Fragments dropped because the reassembly table was full (a flood of incomplete datagrams
+    /// pushed out the oldest one; also counted under `skipped` as `fragment_dropped`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fragment_table_overflows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The first frame whose timestamp is earlier than its predecessor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeReversal {
+    /// Index of its input file in the run (`inputs[file_index]`).
+    pub file_index: usize,
+    /// Its packet record number in that file, counting from 1.
+    pub record: u64,
+    /// Its timestamp, nanoseconds since the epoch.
+    pub ts_nanos: i64,
+    /// The timestamp of the frame before it.
+    pub previous_ts_nanos: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,6 +245,9 @@ const MAX_FRAG_DATAGRAMS: usize = 4096;
 pub struct Decoder {
     frags: HashMap<FragKey, FragState>,
     stats: DecodeStats,
+    /// Packet records seen per input file, for naming where time ran backwards.
+    records: Vec<u64>,
+    previous_ts: Option<i64>,
 }
 
 impl Decoder {
@@ -233,8 +265,35 @@ impl Decoder {
         *self.stats.skipped.entry(reason).or_default() += 1;
     }
 
+    /// Notes `frame`'s place in input order and counts it if time ran backwards. [`decode`]
+    /// calls it; a caller that filters frames out calls it for those too, so record numbers
+    /// stay those of the file.
+    ///
+    /// [`decode`]: Decoder::decode
+    pub fn observe_order(&mut self, frame: &Frame<'_>) {
+        if self.records.len() <= frame.file_index {
+            self.records.resize(frame.file_index + 1, 0);
+        }
+        self.records[frame.file_index] += 1;
+        // A frame without a time (pcapng Simple Packet Block) borrows its predecessor's.
+        if !frame.has_ts {
+            return;
+        }
+        if let Some(previous) = self.previous_ts.filter(|&p| frame.ts_nanos < p) {
+            self.stats.time_reversals += 1;
+            self.stats.first_time_reversal.get_or_insert(TimeReversal {
+                file_index: frame.file_index,
+                record: self.records[frame.file_index],
+                ts_nanos: frame.ts_nanos,
+                previous_ts_nanos: previous,
+            });
+        }
+        self.previous_ts = Some(frame.ts_nanos);
+    }
+
     /// Decodes `frame` and hands the packet to `sink`, or counts why there is none.
     pub fn decode(&mut self, frame: &Frame<'_>, sink: &mut impl FnMut(&Packet<'_>)) {
+        self.observe_order(frame);
         self.stats.frames += 1;
         self.stats.wire_bytes += frame.wire_len as u64;
         self.stats.captured_bytes += frame.data.len() as u64;
@@ -422,6 +481,7 @@ impl Decoder {
                 .map(|(k, _)| *k)
             {
                 self.frags.remove(&oldest);
+                self.stats.fragment_table_overflows += 1;
                 self.skip(SkipReason::FragmentDropped);
             }
         }
@@ -790,5 +850,34 @@ mod tests {
         decoder.decode(&f, &mut |p| got = Some(p.checksum));
         assert_eq!(got, Some(Checksum::Unverified));
         assert_eq!(decoder.stats().checksums.unverified, 1);
+    }
+
+    #[test]
+    fn time_running_backwards_is_counted_with_its_first_file_and_record() {
+        let mut decoder = Decoder::new();
+        let at = |ts: i64, file_index: usize, has_ts: bool| Frame {
+            ts_nanos: ts,
+            file_index,
+            has_ts,
+            ..frame(&[])
+        };
+        decoder.observe_order(&at(10, 0, true));
+        decoder.observe_order(&at(20, 1, true));
+        // Equal times and untimed frames are not backwards.
+        decoder.observe_order(&at(20, 1, true));
+        decoder.observe_order(&at(20, 1, false));
+        decoder.observe_order(&at(15, 1, true));
+        decoder.observe_order(&at(5, 0, true));
+        let stats = decoder.stats();
+        assert_eq!(stats.time_reversals, 2);
+        assert_eq!(
+            stats.first_time_reversal,
+            Some(TimeReversal {
+                file_index: 1,
+                record: 4,
+                ts_nanos: 15,
+                previous_ts_nanos: 20
+            })
+        );
     }
 }

@@ -92,6 +92,13 @@ impl Pass {
             .decode(frame, &mut |pkt| table.process(pkt, sink));
     }
 
+    /// Notes a frame left out by a filter: it is in no flow, but it still has its place in input
+    /// order (time running backwards is judged over every frame read, and record numbers are
+    /// the file's).
+    pub fn skip_frame(&mut self, frame: &Frame<'_>) {
+        self.decoder.observe_order(frame);
+    }
+
     /// Ends every open flow (end of input).
     pub fn finish(&mut self, sink: &mut impl FnMut(FlowRecord)) {
         self.table.finish(sink);
@@ -188,6 +195,7 @@ pub fn run_files_filtered(
         if let Some(f) = filter.as_mut() {
             if !f.matches(&frame)? {
                 filtered_frames += 1;
+                pass.skip_frame(&frame);
                 continue;
             }
         }

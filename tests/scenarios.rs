@@ -46,7 +46,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     // contradiction in the name evidence (DEST finding); those connections are no check-ins.
     ("sni-mismatch", "findings", "f p p p p p p n p n p"),
     // The resolver is outside, admitted only by [egress] allow: approved, not a DNS violation.
-    ("resolver-egress-allow", "compliant", "p p p p p p p n p n p"),
+    (
+        "resolver-egress-allow",
+        "compliant",
+        "p p p p p p p n p n p",
+    ),
     // Unanswered SYNs for 7 s: a CADENCE finding with its cause, not a held connection.
     ("outage-syn", "findings", "p p p p f p p n p n p"),
 ];
