@@ -186,11 +186,15 @@ pub struct DecodeStats {
     /// Packets whose checksums do not hold (they are kept, as `zeek -C` keeps them).
     #[serde(default)]
     pub checksums: ChecksumStats,
-    /// Frames whose timestamp is earlier than the frame before them in input order (time running
-    /// backwards: a clock step on the capturing host, or files spliced out of order). Flows are
-    /// still built in packet order.
+    /// Frames whose timestamp is earlier than the frame before them in input order by at least
+    /// [`CLOCK_STEP_NANOS`] (time running backwards: a clock step on the capturing host, or files
+    /// spliced out of order). Flows are still built in packet order.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub time_reversals: u64,
+    /// Frames earlier than the frame before them by less than [`CLOCK_STEP_NANOS`]: per-CPU
+    /// capture buffers interleaving (tcpdump on several interfaces or `any`), not a clock at fault.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reordered_frames: u64,
     /// Where time first ran backwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_time_reversal: Option<TimeReversal>,
@@ -199,6 +203,12 @@ pub struct DecodeStats {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fragment_table_overflows: u64,
 }
+
+/// The smallest step back in time counted as the clock running backwards: 128 ms, the offset
+/// below which NTP slews a clock instead of stepping it. Smaller steps back are frames that
+/// per-CPU capture buffers delivered slightly out of order; recorded captures show tens of
+/// microseconds of it.
+pub const CLOCK_STEP_NANOS: i64 = 128_000_000;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -280,6 +290,11 @@ impl Decoder {
             return;
         }
         if let Some(previous) = self.previous_ts.filter(|&p| frame.ts_nanos < p) {
+            if previous - frame.ts_nanos < CLOCK_STEP_NANOS {
+                self.stats.reordered_frames += 1;
+                self.previous_ts = Some(frame.ts_nanos);
+                return;
+            }
             self.stats.time_reversals += 1;
             self.stats.first_time_reversal.get_or_insert(TimeReversal {
                 file_index: frame.file_index,
@@ -861,22 +876,26 @@ mod tests {
             has_ts,
             ..frame(&[])
         };
-        decoder.observe_order(&at(10, 0, true));
-        decoder.observe_order(&at(20, 1, true));
+        let step = CLOCK_STEP_NANOS;
+        decoder.observe_order(&at(10 * step, 0, true));
+        decoder.observe_order(&at(20 * step, 1, true));
         // Equal times and untimed frames are not backwards.
-        decoder.observe_order(&at(20, 1, true));
-        decoder.observe_order(&at(20, 1, false));
-        decoder.observe_order(&at(15, 1, true));
+        decoder.observe_order(&at(20 * step, 1, true));
+        decoder.observe_order(&at(20 * step, 1, false));
+        // Less than a clock step back is interleaving, not the clock.
+        decoder.observe_order(&at(20 * step - step + 1, 1, true));
+        decoder.observe_order(&at(20 * step, 1, true));
+        decoder.observe_order(&at(19 * step, 1, true));
         decoder.observe_order(&at(5, 0, true));
         let stats = decoder.stats();
-        assert_eq!(stats.time_reversals, 2);
+        assert_eq!((stats.time_reversals, stats.reordered_frames), (2, 1));
         assert_eq!(
             stats.first_time_reversal,
             Some(TimeReversal {
                 file_index: 1,
-                record: 4,
-                ts_nanos: 15,
-                previous_ts_nanos: 20
+                record: 6,
+                ts_nanos: 19 * step,
+                previous_ts_nanos: 20 * step
             })
         );
     }

@@ -11,7 +11,8 @@
 //! sent, and VOLUME already counts them; bytes neither seen nor acknowledged (and IP fragments
 //! whose datagram could not be rebuilt) are unknown content, so inside a licensing or unknown
 //! egress flow they make the audit inconclusive, unless that flow is already a violation on its
-//! own bytes or name. Time running backwards is a finding: the analysis keeps packet order.
+//! own bytes or name. Time running backwards (by a clock step, see `decode::CLOCK_STEP_NANOS`) is
+//! a finding: the analysis keeps packet order.
 
 use super::{destination_label, flow_evidence, result};
 use crate::audit::classify::{Classified, Direction, FlowClass};
