@@ -112,6 +112,9 @@ struct Flow {
     midstream: bool,
     closed_at: Option<i64>,
     minutes: Vec<MinuteSlice>,
+    /// Acknowledged-but-unseen bytes counted so far per direction, so the segments they are
+    /// estimated to have needed add up over the flow rather than being rounded up per ACK.
+    missed_counted: [u64; 2],
     udp_history: String,
     app: AppState,
     dns_evidence: Vec<crate::names::NameEvidence>,
@@ -184,7 +187,7 @@ impl Flow {
     /// the capture never held them. They were sent, so VOLUME must see them: their payload is
     /// already in the slices (sequence space), and their IP bytes are estimated as the segments
     /// they needed at `mss` (from the SYN, else the usual Ethernet MSS), each with a bare IP and
-    /// TCP header. Zeek's flow totals (`orig_ip_bytes`, ...) stay measured values only.
+    /// TCP header; over the flow, `ceil(missed / mss)` segments in all. Zeek's flow totals (`orig_ip_bytes`, ...) stay measured values only.
     fn account_missed(&mut self, ts: i64, sender: usize, missed: u64, mss: Option<u16>) {
         if missed == 0 {
             return;
@@ -194,7 +197,10 @@ impl Flow {
             IpAddr::V6(_) => (1440, 60),
         };
         let mss = u64::from(mss.filter(|&m| m > 0).unwrap_or(default_mss));
-        let ip_bytes = missed + missed.div_ceil(mss) * headers;
+        let before = self.missed_counted[sender];
+        self.missed_counted[sender] += missed;
+        let segments = self.missed_counted[sender].div_ceil(mss) - before.div_ceil(mss);
+        let ip_bytes = missed + segments * headers;
         let slot = self.minute_mut(ts);
         if sender == 0 {
             slot.orig_missed_bytes += missed;
@@ -461,6 +467,7 @@ impl FlowTable {
             midstream,
             closed_at: None,
             minutes: Vec::new(),
+            missed_counted: [0; 2],
             udp_history: String::new(),
             app: AppState::default(),
             dns_evidence: self.names.dns_evidence(resp.0, pkt.ts_nanos),
