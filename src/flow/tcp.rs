@@ -142,6 +142,34 @@ impl Endpoint {
         filled
     }
 
+    /// Accounts the `len` payload bytes of `seg` (after the SYN's sequence number when `syn`);
+    /// returns (was a retransmission, opened a gap).
+    fn segment_data(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        syn: bool,
+        len: u64,
+        effect: &mut SegmentEffect,
+    ) -> (bool, bool) {
+        if len == 0 {
+            return (false, false);
+        }
+        let data_seq = if syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        match self.relative(data_seq) {
+            Some(rel) if rel - (self.span as i64) < MAX_SEQ_JUMP => {
+                let (new, retransmit, gap) = self.data(rel, len);
+                effect.sender_new = new;
+                effect.stream_offset = (rel >= 0).then_some(rel as u64);
+                (retransmit, gap)
+            }
+            _ => (false, false),
+        }
+    }
+
     /// Accounts a segment's data `[rel, rel + len)`; returns (new bytes, was a retransmission, opened a gap).
     fn data(&mut self, rel: i64, len: u64) -> (u64, bool, bool) {
         if rel < 0 || len == 0 {
@@ -282,8 +310,6 @@ impl TcpConn {
         } else if me.base.is_none() && (len > 0 || !rst) {
             me.base = Some(seg.seq);
         }
-        let mut gap = false;
-        let mut retransmit = false;
         if len == 0 && !syn && !rst {
             if let Some(rel) = me.relative(seg.seq) {
                 if rel > 0 && rel - (me.span as i64) < MAX_SEQ_JUMP {
@@ -291,22 +317,7 @@ impl TcpConn {
                 }
             }
         }
-        if len > 0 {
-            let data_seq = if syn {
-                seg.seq.wrapping_add(1)
-            } else {
-                seg.seq
-            };
-            if let Some(rel) = me.relative(data_seq) {
-                if rel - (me.span as i64) < MAX_SEQ_JUMP {
-                    let (new, rx, g) = me.data(rel, len);
-                    effect.sender_new = new;
-                    effect.stream_offset = (rel >= 0).then_some(rel as u64);
-                    retransmit = rx;
-                    gap = g;
-                }
-            }
-        }
+        let (retransmit, gap) = me.segment_data(seg, syn, len, &mut effect);
         if fin {
             if let Some(rel) = me.relative(seg.seq) {
                 let at = (rel.max(0) as u64) + len;
