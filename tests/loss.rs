@@ -361,12 +361,12 @@ fn time_running_backwards_is_a_capture_finding_naming_its_record() {
     let (mut segs, next) = opening();
     segs.extend(closing(next));
     let mut frames = frames(&segs);
-    // Frames a second apart, and the server's ACK of the ClientHello (record 5) stamped 2 s
-    // earlier than its place: 1 s before the frame before it.
+    // Frames 200 ms apart, and the server's ACK of the ClientHello (record 5) stamped 500 ms
+    // earlier than its place: 300 ms before the frame before it, more than a clock step.
     for (i, f) in frames.iter_mut().enumerate() {
-        f.0 = T0_MICROS + i as i64 * 1_000_000;
+        f.0 = T0_MICROS + i as i64 * 200_000;
     }
-    frames[4].0 -= 2_000_000;
+    frames[4].0 -= 500_000;
     let path = pcap("backwards.pcap", &frames);
     let (code, audit) = analyze(&path);
     let capture = control(&audit, "CAPTURE");
@@ -379,7 +379,16 @@ fn time_running_backwards_is_a_capture_finding_naming_its_record() {
         )),
         "{what}"
     );
+    // CAPTURE's is the only finding: the connection is otherwise the clean baseline.
     assert_eq!(audit["verdict"], "findings");
+    let findings: Vec<_> = audit["controls"]
+        .as_array()
+        .expect("controls")
+        .iter()
+        .filter(|c| c["verdict"] == "finding")
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(findings, ["CAPTURE"]);
     assert_eq!(code, 0);
     // The analysis keeps packet order: the connection is still one clean flow.
     let (_, flows, _) = crate::util::flows_json(&path);
