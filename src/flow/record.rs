@@ -247,7 +247,8 @@ pub struct FlowRecord {
     pub dns: Option<DnsSummary>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretSighting>,
-    /// Per-minute traffic; sums equal the totals above.
+    /// Per-minute traffic; sums equal the totals above, but for the IP bytes estimated for
+    /// acknowledged-but-unseen data (`*_missed_ip_bytes`), which the totals, Zeek's, leave out.
     pub minutes: Vec<MinuteSlice>,
 }
 
