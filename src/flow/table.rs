@@ -737,4 +737,93 @@ mod tests {
         assert_eq!(table.changed_since(21 * NANOS).len(), 0);
         assert_eq!(table.changed_since(0).len(), 10);
     }
+
+    /// A bare segment (no payload) from `src` to `dst`, client port 40000, server port 443.
+    fn segment(
+        ts: i64,
+        (src, dst, from_client): (&str, &str, bool),
+        (seq, ack, flags): (u32, u32, u8),
+        mss: Option<u16>,
+    ) -> Packet<'static> {
+        let src: IpAddr = src.parse().unwrap();
+        let (sport, dport) = if from_client {
+            (40000, 443)
+        } else {
+            (443, 40000)
+        };
+        Packet {
+            ts_nanos: ts,
+            src,
+            dst: dst.parse().unwrap(),
+            ip_proto: 6,
+            ip_bytes: if src.is_ipv4() { 40 } else { 60 },
+            vlan: None,
+            truncated: false,
+            ttl: 64,
+            checksum: crate::decode::Checksum::Good,
+            transport: L4::Tcp(TcpSegment {
+                src_port: sport,
+                dst_port: dport,
+                seq,
+                ack,
+                flags,
+                window: 1000,
+                payload: &[],
+                wire_payload_len: 0,
+                mss,
+            }),
+        }
+    }
+
+    /// The first minute of the flow between `client` and `server` after a handshake (the
+    /// server's SYN announcing `mss`) and the server's ACK of 3000 bytes the capture never held,
+    /// which comes in the next minute.
+    fn acked_unseen(client: &str, server: &str, mss: Option<u16>) -> Vec<MinuteSlice> {
+        use tcp_flags::{ACK, SYN};
+        let mut table = FlowTable::new(FlowConfig::default(), NameBook::default());
+        let mut out = |_rec: FlowRecord| {};
+        let up = (client, server, true);
+        let down = (server, client, false);
+        table.process(&segment(0, up, (100, 0, SYN), None), &mut out);
+        table.process(&segment(1, down, (900, 101, SYN | ACK), mss), &mut out);
+        table.process(&segment(2, up, (101, 901, ACK), None), &mut out);
+        table.process(&segment(60 * NANOS, down, (901, 3101, ACK), None), &mut out);
+        let mut records = Vec::new();
+        table.finish(&mut |r| records.push(r));
+        assert_eq!(records[0].missed_bytes, 3000);
+        assert_eq!(records[0].unacked_missed_bytes, 0);
+        // Zeek's totals hold the two client packets only; the minutes add the estimate.
+        let header = if client.contains(':') { 60 } else { 40 };
+        assert_eq!(records[0].orig_ip_bytes, 2 * header);
+        let sliced: u64 = records[0].minutes.iter().map(|m| m.orig_ip_bytes).sum();
+        let inferred: u64 = records[0]
+            .minutes
+            .iter()
+            .map(|m| m.orig_missed_ip_bytes)
+            .sum();
+        assert_eq!(sliced - inferred, records[0].orig_ip_bytes);
+        records[0].minutes.clone()
+    }
+
+    #[test]
+    fn acknowledged_unseen_bytes_count_in_the_minute_of_the_ack_at_the_syn_mss() {
+        let minutes = acked_unseen("192.0.2.10", "203.0.113.10", Some(1000));
+        assert_eq!(minutes.len(), 2);
+        let m = minutes[1];
+        // 3000 bytes at an MSS of 1000: 3 segments of 40 header bytes.
+        assert_eq!((m.orig_bytes, m.orig_missed_bytes), (3000, 3000));
+        assert_eq!((m.orig_missed_ip_bytes, m.orig_ip_bytes), (3120, 3120));
+        assert_eq!((m.orig_pkts, m.resp_pkts, m.resp_ip_bytes), (0, 1, 40));
+        assert_eq!(minutes[0].orig_missed_bytes, 0);
+    }
+
+    #[test]
+    fn without_an_mss_option_ipv6_segments_are_1440_bytes_with_60_bytes_of_headers() {
+        let minutes = acked_unseen("2001:db8::10", "2001:db8:1::443", None);
+        // ceil(3000 / 1440) = 3 segments of 60 header bytes.
+        assert_eq!(minutes[1].orig_missed_ip_bytes, 3000 + 3 * 60);
+        let minutes = acked_unseen("192.0.2.10", "203.0.113.10", None);
+        // ceil(3000 / 1460) = 3 segments of 40 header bytes.
+        assert_eq!(minutes[1].orig_missed_ip_bytes, 3000 + 3 * 40);
+    }
 }
