@@ -16,6 +16,10 @@ use crate::source::{FileFacts, Frame, SourceError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PassSummary {
     pub inputs: Vec<FileFacts>,
+    /// Decoder counters, with the pass's frame-order facts: frames whose time ran backwards
+    /// (`time_reversals`, the first one's input and record in `first_time_reversal`) and IP
+    /// fragments dropped before reassembly. They sit with the decoder because the live watch
+    /// builds its summary from the same decoder without a [`Pass`].
     pub decode: DecodeStats,
     pub flow_stats: FlowStats,
     /// First and last packet time, nanoseconds since the epoch (0 when no packet was read).
