@@ -188,7 +188,8 @@ fn loss(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> (Vec<E
 /// neither licensing nor unknown egress, or it is already a violation on what was seen.
 fn loss_matters(c: &Classified<'_>, policy: &Policy) -> Option<&'static str> {
     let budget = policy.licensing.max_egress_bytes_per_minute;
-    if c.is_licensing_egress() {
+    // Licensing to a name on the wrong port is a DEST violation whatever its bytes held.
+    if c.is_licensing_egress() && c.class != FlowClass::LicensingWrongPort {
         // More bytes can only make a minute already over the budget worse.
         let over = c.flow.minutes.iter().any(|m| m.orig_ip_bytes > budget);
         return (!over).then_some(
@@ -395,11 +396,19 @@ mod tests {
         let mut internal = flow("CInt", T0, None);
         internal.resp_h = "192.0.2.20".parse().unwrap();
         internal.unacked_missed_bytes = 100;
-        let r = run(&[over, internal], &clean, &policy(""));
+        // Licensing on port 80 is a DEST violation already.
+        let mut port80 = licensing("C80", T0, 1500);
+        port80.resp_p = 80;
+        port80.unacked_missed_bytes = 100;
+        let p = policy("");
+        let flows = [over, internal, port80];
+        let cs = classified(&flows, &p);
+        assert_eq!(cs[2].class, FlowClass::LicensingWrongPort);
+        let r = capture(&cs, &clean, &p);
         assert_eq!(r.verdict, ControlVerdict::Pass);
         assert_eq!(
             r.evidence[0].what,
-            "200 B never seen nor acknowledged in 2 flow(s) that are neither licensing nor \
+            "300 B never seen nor acknowledged in 3 flow(s) that are neither licensing nor \
              unknown egress, or already a violation: it cannot change the verdict"
         );
     }
