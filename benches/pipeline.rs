@@ -269,6 +269,7 @@ impl Decoded {
                 window,
                 payload,
                 wire_payload_len,
+                mss: None,
             }),
             StoredL4::Udp {
                 src_port,

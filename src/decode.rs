@@ -55,6 +55,9 @@ pub struct TcpSegment<'a> {
     pub payload: &'a [u8],
     /// Payload length on the wire, from the IP length fields (tshark's `tcp.len`).
     pub wire_payload_len: u32,
+    /// The MSS option of a SYN (read only on SYNs: the flow table sizes the segments of bytes it
+    /// infers from acknowledgements with it).
+    pub mss: Option<u16>,
 }
 
 /// Transport layer of a decoded packet.
@@ -183,6 +186,45 @@ pub struct DecodeStats {
     /// Packets whose checksums do not hold (they are kept, as `zeek -C` keeps them).
     #[serde(default)]
     pub checksums: ChecksumStats,
+    /// Frames whose timestamp is earlier than the frame before them in input order by at least
+    /// [`CLOCK_STEP_NANOS`] (time running backwards: a clock step on the capturing host, or files
+    /// spliced out of order). Flows are still built in packet order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time_reversals: u64,
+    /// Frames earlier than the frame before them by less than [`CLOCK_STEP_NANOS`]: per-CPU
+    /// capture buffers interleaving (tcpdump on several interfaces or `any`), not a clock at fault.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reordered_frames: u64,
+    /// Where time first ran backwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_time_reversal: Option<TimeReversal>,
+    /// Fragments dropped because the reassembly table was full (a flood of incomplete datagrams
+    /// pushed out the oldest one; also counted under `skipped` as `fragment_dropped`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fragment_table_overflows: u64,
+}
+
+/// The smallest step back in time counted as the clock running backwards: 128 ms, the offset
+/// below which NTP slews a clock instead of stepping it. Smaller steps back are frames that
+/// per-CPU capture buffers delivered slightly out of order; recorded captures show tens of
+/// microseconds of it.
+pub const CLOCK_STEP_NANOS: i64 = 128_000_000;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The first frame whose timestamp is earlier than its predecessor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeReversal {
+    /// Index of its input file in the run (`inputs[file_index]`).
+    pub file_index: usize,
+    /// Its packet record number in that file, counting from 1.
+    pub record: u64,
+    /// Its timestamp, nanoseconds since the epoch.
+    pub ts_nanos: i64,
+    /// The timestamp of the frame before it.
+    pub previous_ts_nanos: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,6 +255,9 @@ const MAX_FRAG_DATAGRAMS: usize = 4096;
 pub struct Decoder {
     frags: HashMap<FragKey, FragState>,
     stats: DecodeStats,
+    /// Packet records seen per input file, for naming where time ran backwards.
+    records: Vec<u64>,
+    previous_ts: Option<i64>,
 }
 
 impl Decoder {
@@ -230,8 +275,40 @@ impl Decoder {
         *self.stats.skipped.entry(reason).or_default() += 1;
     }
 
+    /// Notes `frame`'s place in input order and counts it if time ran backwards. [`decode`]
+    /// calls it; a caller that filters frames out calls it for those too, so record numbers
+    /// stay those of the file.
+    ///
+    /// [`decode`]: Decoder::decode
+    pub fn observe_order(&mut self, frame: &Frame<'_>) {
+        if self.records.len() <= frame.file_index {
+            self.records.resize(frame.file_index + 1, 0);
+        }
+        self.records[frame.file_index] += 1;
+        // A frame without a time (pcapng Simple Packet Block) borrows its predecessor's.
+        if !frame.has_ts {
+            return;
+        }
+        if let Some(previous) = self.previous_ts.filter(|&p| frame.ts_nanos < p) {
+            if previous - frame.ts_nanos < CLOCK_STEP_NANOS {
+                self.stats.reordered_frames += 1;
+                self.previous_ts = Some(frame.ts_nanos);
+                return;
+            }
+            self.stats.time_reversals += 1;
+            self.stats.first_time_reversal.get_or_insert(TimeReversal {
+                file_index: frame.file_index,
+                record: self.records[frame.file_index],
+                ts_nanos: frame.ts_nanos,
+                previous_ts_nanos: previous,
+            });
+        }
+        self.previous_ts = Some(frame.ts_nanos);
+    }
+
     /// Decodes `frame` and hands the packet to `sink`, or counts why there is none.
     pub fn decode(&mut self, frame: &Frame<'_>, sink: &mut impl FnMut(&Packet<'_>)) {
+        self.observe_order(frame);
         self.stats.frames += 1;
         self.stats.wire_bytes += frame.wire_len as u64;
         self.stats.captured_bytes += frame.data.len() as u64;
@@ -419,6 +496,7 @@ impl Decoder {
                 .map(|(k, _)| *k)
             {
                 self.frags.remove(&oldest);
+                self.stats.fragment_table_overflows += 1;
                 self.skip(SkipReason::FragmentDropped);
             }
         }
@@ -580,7 +658,16 @@ fn tcp_segment<'a>(tcp: &TcpSlice<'a>, wire_ip_payload: u32) -> TcpSegment<'a> {
         window: tcp.window_size(),
         payload: tcp.payload(),
         wire_payload_len: wire_ip_payload.saturating_sub(header as u32),
+        mss: if tcp.syn() { syn_mss(tcp) } else { None },
     }
+}
+
+/// The Maximum Segment Size a SYN announces, if its options carry one.
+fn syn_mss(tcp: &TcpSlice<'_>) -> Option<u16> {
+    tcp.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::MaximumSegmentSize(mss)) => Some(mss),
+        _ => None,
+    })
 }
 
 /// Transport header from a bare IP payload (reassembled datagrams, or when lax slicing stopped).
@@ -778,5 +865,38 @@ mod tests {
         decoder.decode(&f, &mut |p| got = Some(p.checksum));
         assert_eq!(got, Some(Checksum::Unverified));
         assert_eq!(decoder.stats().checksums.unverified, 1);
+    }
+
+    #[test]
+    fn time_running_backwards_is_counted_with_its_first_file_and_record() {
+        let mut decoder = Decoder::new();
+        let at = |ts: i64, file_index: usize, has_ts: bool| Frame {
+            ts_nanos: ts,
+            file_index,
+            has_ts,
+            ..frame(&[])
+        };
+        let step = CLOCK_STEP_NANOS;
+        decoder.observe_order(&at(10 * step, 0, true));
+        decoder.observe_order(&at(20 * step, 1, true));
+        // Equal times and untimed frames are not backwards.
+        decoder.observe_order(&at(20 * step, 1, true));
+        decoder.observe_order(&at(20 * step, 1, false));
+        // Less than a clock step back is interleaving, not the clock.
+        decoder.observe_order(&at(20 * step - step + 1, 1, true));
+        decoder.observe_order(&at(20 * step, 1, true));
+        decoder.observe_order(&at(19 * step, 1, true));
+        decoder.observe_order(&at(5, 0, true));
+        let stats = decoder.stats();
+        assert_eq!((stats.time_reversals, stats.reordered_frames), (2, 1));
+        assert_eq!(
+            stats.first_time_reversal,
+            Some(TimeReversal {
+                file_index: 1,
+                record: 6,
+                ts_nanos: 19 * step,
+                previous_ts_nanos: 20 * step
+            })
+        );
     }
 }

@@ -16,6 +16,10 @@ use crate::source::{FileFacts, Frame, SourceError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PassSummary {
     pub inputs: Vec<FileFacts>,
+    /// Decoder counters, with the pass's frame-order facts: frames whose time ran backwards
+    /// (`time_reversals`, the first one's input and record in `first_time_reversal`) and IP
+    /// fragments dropped before reassembly. They sit with the decoder because the live watch
+    /// builds its summary from the same decoder without a [`Pass`].
     pub decode: DecodeStats,
     pub flow_stats: FlowStats,
     /// First and last packet time, nanoseconds since the epoch (0 when no packet was read).
@@ -90,6 +94,13 @@ impl Pass {
         let table = &mut self.table;
         self.decoder
             .decode(frame, &mut |pkt| table.process(pkt, sink));
+    }
+
+    /// Notes a frame left out by a filter: it is in no flow, but it still has its place in input
+    /// order (time running backwards is judged over every frame read, and record numbers are
+    /// the file's).
+    pub fn skip_frame(&mut self, frame: &Frame<'_>) {
+        self.decoder.observe_order(frame);
     }
 
     /// Ends every open flow (end of input).
@@ -188,6 +199,7 @@ pub fn run_files_filtered(
         if let Some(f) = filter.as_mut() {
             if !f.matches(&frame)? {
                 filtered_frames += 1;
+                pass.skip_frame(&frame);
                 continue;
             }
         }

@@ -7,5 +7,6 @@ mod bad_input;
 mod cli;
 mod corpus;
 mod live;
+mod loss;
 mod report;
 mod scenarios;

@@ -19,10 +19,15 @@ pub struct LicensingMinute {
     pub start_ts: i64,
     /// The client host.
     pub source: IpAddr,
-    /// Client-to-server IP bytes (every packet, as Zeek's orig_ip_bytes).
+    /// Client-to-server IP bytes (every packet, as Zeek's orig_ip_bytes, plus the estimated wire
+    /// size of `egress_missed_bytes`).
     pub egress_ip_bytes: u64,
     /// Client-to-server payload bytes newly covered by sequence numbers.
     pub egress_payload_bytes: u64,
+    /// Of `egress_payload_bytes`, those the server acknowledged in this minute but the capture
+    /// never held: inferred from sequence numbers, not seen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub egress_missed_bytes: u64,
     /// Licensing connections opened in this minute.
     pub connections: u64,
     /// Flows with traffic in this minute.
@@ -53,7 +58,9 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
         // the slices, so the two can be compared.
         let opened = minute_start_secs(f.ts_nanos);
         for m in &f.minutes {
-            if m.orig_pkts == 0 && m.start != opened {
+            // A minute where the server acknowledged unseen client bytes counts even without a
+            // client packet: those bytes were sent in it.
+            if m.orig_pkts == 0 && m.orig_missed_bytes == 0 && m.start != opened {
                 continue;
             }
             let entry = series
@@ -64,11 +71,13 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
                     source: f.orig_h,
                     egress_ip_bytes: 0,
                     egress_payload_bytes: 0,
+                    egress_missed_bytes: 0,
                     connections: 0,
                     flow_uids: Vec::new(),
                 });
             entry.egress_ip_bytes += m.orig_ip_bytes;
             entry.egress_payload_bytes += m.orig_bytes;
+            entry.egress_missed_bytes += m.orig_missed_bytes;
             if m.start == opened && !f.midstream {
                 entry.connections += 1;
             }
@@ -76,6 +85,10 @@ pub fn licensing_minutes(flows: &[Classified<'_>]) -> Vec<LicensingMinute> {
         }
     }
     series.into_values().collect()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// p50/p99/max/total of one measure over the series.
@@ -164,6 +177,34 @@ mod tests {
     }
 
     #[test]
+    fn a_minute_of_only_acknowledged_unseen_bytes_is_counted_and_says_so() {
+        let t = 1_700_000_040;
+        let mut f = licensing("CLossy", T0, 1500);
+        // The next minute holds no client packet, only the server's ACK of 1460 unseen bytes.
+        let mut acked = slice(t + 60, 0);
+        acked.orig_pkts = 0;
+        acked.resp_pkts = 1;
+        acked.orig_bytes = 1460;
+        acked.orig_missed_bytes = 1460;
+        acked.orig_missed_ip_bytes = 1500;
+        acked.orig_ip_bytes = 1500;
+        f.minutes.push(acked);
+        let s = series(&[f]);
+        assert_eq!(
+            summary(&s),
+            [
+                (t, 1500, 1, vec!["CLossy"]),
+                (t + 60, 1500, 0, vec!["CLossy"])
+            ]
+        );
+        assert_eq!(
+            (s[0].egress_missed_bytes, s[1].egress_missed_bytes),
+            (0, 1460)
+        );
+        assert_eq!(s[1].egress_payload_bytes, 1460);
+    }
+
+    #[test]
     fn the_opening_minute_is_listed_even_without_client_packets() {
         let t = 1_700_000_040;
         let mut f = licensing("CSilent", T0 + 59_900_000_000, 0);
@@ -198,6 +239,7 @@ mod tests {
             source: "192.0.2.10".parse().unwrap(),
             egress_ip_bytes: bytes,
             egress_payload_bytes: 0,
+            egress_missed_bytes: 0,
             connections: 1,
             flow_uids: Vec::new(),
         }

@@ -3,7 +3,9 @@
 //! everything dg-audit adds (names, TLS, HTTP, per-minute slices) sits beside those fields.
 //!
 //! Invariants: `orig_*` always describes the originator (the side that sent the first SYN, or, seen
-//! mid-stream, the side with the ephemeral port); the per-minute slices sum exactly to the flow totals.
+//! mid-stream, the side with the ephemeral port); the per-minute slices sum exactly to the flow totals,
+//! except that the slices' IP bytes also hold the estimated wire size of bytes the peer acknowledged
+//! but the capture missed (`*_missed_ip_bytes`, which say by how much).
 
 use std::net::IpAddr;
 
@@ -169,6 +171,22 @@ pub struct MinuteSlice {
     pub resp_pkts: u64,
     pub resp_ip_bytes: u64,
     pub resp_bytes: u64,
+    /// Originator payload bytes the responder acknowledged in this minute that the capture never
+    /// held: sent all the same, so already inside `orig_bytes` (sequence space) and counted in
+    /// `orig_ip_bytes` at their estimated wire size.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orig_missed_bytes: u64,
+    /// The wire size `orig_ip_bytes` holds for `orig_missed_bytes`: the bytes plus one IP and TCP
+    /// header per segment of the connection's MSS (an estimate; the rest of `orig_ip_bytes` is
+    /// measured).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orig_missed_ip_bytes: u64,
+    /// As `orig_missed_bytes`, for the responder's bytes the originator acknowledged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resp_missed_bytes: u64,
+    /// As `orig_missed_ip_bytes`, for `resp_missed_bytes`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resp_missed_ip_bytes: u64,
 }
 
 /// One finished (or interim) flow: Zeek conn.log columns plus dg-audit's own.
@@ -193,6 +211,11 @@ pub struct FlowRecord {
     pub resp_bytes: u64,
     pub conn_state: ConnState,
     pub missed_bytes: u64,
+    /// The part of `missed_bytes` the peer never acknowledged either (gaps never filled): loss
+    /// whose content and wire size the capture cannot tell, unlike acknowledged missed bytes,
+    /// which the minutes count as sent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unacked_missed_bytes: u64,
     pub history: String,
     pub orig_pkts: u64,
     pub orig_ip_bytes: u64,
@@ -224,7 +247,8 @@ pub struct FlowRecord {
     pub dns: Option<DnsSummary>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretSighting>,
-    /// Per-minute traffic; sums equal the totals above.
+    /// Per-minute traffic; sums equal the totals above, but for the IP bytes estimated for
+    /// acknowledged-but-unseen data (`*_missed_ip_bytes`), which the totals, Zeek's, leave out.
     pub minutes: Vec<MinuteSlice>,
 }
 
@@ -271,6 +295,7 @@ pub(crate) fn test_record() -> FlowRecord {
         resp_bytes: 0,
         conn_state: ConnState::SF,
         missed_bytes: 0,
+        unacked_missed_bytes: 0,
         history: "ShADadFf".into(),
         orig_pkts: 0,
         orig_ip_bytes: 0,

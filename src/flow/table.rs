@@ -112,6 +112,9 @@ struct Flow {
     midstream: bool,
     closed_at: Option<i64>,
     minutes: Vec<MinuteSlice>,
+    /// Acknowledged-but-unseen bytes counted so far per direction, so the segments they are
+    /// estimated to have needed add up over the flow rather than being rounded up per ACK.
+    missed_counted: [u64; 2],
     udp_history: String,
     app: AppState,
     dns_evidence: Vec<crate::names::NameEvidence>,
@@ -145,28 +148,7 @@ impl Flow {
         }
         self.pkts[dir] += 1;
         self.ip_bytes[dir] += ip_bytes as u64;
-        let start = crate::units::minute_start_secs(ts);
-        let slot = match self.minutes.last_mut() {
-            Some(m) if m.start == start => m,
-            _ => {
-                // Packets are time-ordered per file; out-of-order stragglers join their own minute.
-                if let Some(pos) = self.minutes.iter().position(|m| m.start == start) {
-                    &mut self.minutes[pos]
-                } else {
-                    self.minutes.push(MinuteSlice {
-                        start,
-                        ..MinuteSlice::default()
-                    });
-                    self.minutes.sort_by_key(|m| m.start);
-                    let pos = self
-                        .minutes
-                        .iter()
-                        .position(|m| m.start == start)
-                        .unwrap_or(0);
-                    &mut self.minutes[pos]
-                }
-            }
-        };
+        let slot = self.minute_mut(ts);
         if dir == 0 {
             slot.orig_pkts += 1;
             slot.orig_ip_bytes += ip_bytes as u64;
@@ -177,6 +159,57 @@ impl Flow {
             slot.resp_ip_bytes += ip_bytes as u64;
             slot.resp_bytes += payload_new;
             slot.orig_bytes += peer_new;
+        }
+    }
+
+    /// The slice of the minute `ts` falls in, created if new.
+    fn minute_mut(&mut self, ts: i64) -> &mut MinuteSlice {
+        let start = crate::units::minute_start_secs(ts);
+        // Packets are time-ordered per file; out-of-order stragglers join their own minute.
+        let pos = match self.minutes.iter().rposition(|m| m.start == start) {
+            Some(pos) => pos,
+            None => {
+                self.minutes.push(MinuteSlice {
+                    start,
+                    ..MinuteSlice::default()
+                });
+                self.minutes.sort_by_key(|m| m.start);
+                self.minutes
+                    .iter()
+                    .position(|m| m.start == start)
+                    .unwrap_or(0)
+            }
+        };
+        &mut self.minutes[pos]
+    }
+
+    /// Counts `missed` payload bytes of `sender` that an ACK at `ts` showed were received though
+    /// the capture never held them. They were sent, so VOLUME must see them: their payload is
+    /// already in the slices (sequence space), and their IP bytes are estimated as the segments
+    /// they needed at `mss` (from the SYN, else the usual Ethernet MSS), each with a bare IP and
+    /// TCP header; over the flow, `ceil(missed / mss)` segments in all. Zeek's flow totals (`orig_ip_bytes`, ...) stay measured values only.
+    fn account_missed(&mut self, ts: i64, sender: usize, missed: u64, mss: Option<u16>) {
+        if missed == 0 {
+            return;
+        }
+        let (default_mss, headers) = match self.orig.0 {
+            IpAddr::V4(_) => (1460, 40),
+            IpAddr::V6(_) => (1440, 60),
+        };
+        let mss = u64::from(mss.filter(|&m| m > 0).unwrap_or(default_mss));
+        let before = self.missed_counted[sender];
+        self.missed_counted[sender] += missed;
+        let segments = self.missed_counted[sender].div_ceil(mss) - before.div_ceil(mss);
+        let ip_bytes = missed + segments * headers;
+        let slot = self.minute_mut(ts);
+        if sender == 0 {
+            slot.orig_missed_bytes += missed;
+            slot.orig_missed_ip_bytes += ip_bytes;
+            slot.orig_ip_bytes += ip_bytes;
+        } else {
+            slot.resp_missed_bytes += missed;
+            slot.resp_missed_ip_bytes += ip_bytes;
+            slot.resp_ip_bytes += ip_bytes;
         }
     }
 }
@@ -328,10 +361,12 @@ impl FlowTable {
                     .tcp
                     .get_or_insert_with(|| Box::new(TcpConn::new(false)));
                 let effect = tcp.segment(dir, &seg);
+                let mss = tcp.segment_size(1 - dir);
                 if effect.closed && flow.closed_at.is_none() {
                     flow.closed_at = Some(now);
                 }
                 flow.account(now, dir, pkt.ip_bytes, effect.sender_new, effect.peer_new);
+                flow.account_missed(now, 1 - dir, effect.peer_missed, mss);
                 if let Some(offset) = effect.stream_offset {
                     let ports = (flow.orig.1, flow.resp.1);
                     flow.app
@@ -432,6 +467,7 @@ impl FlowTable {
             midstream,
             closed_at: None,
             minutes: Vec::new(),
+            missed_counted: [0; 2],
             udp_history: String::new(),
             app: AppState::default(),
             dns_evidence: self.names.dns_evidence(resp.0, pkt.ts_nanos),
@@ -575,6 +611,10 @@ impl FlowTable {
             resp_bytes,
             conn_state,
             missed_bytes: missed,
+            unacked_missed_bytes: flow
+                .tcp
+                .as_ref()
+                .map_or(0, |t| t.ep[0].unacked_missed() + t.ep[1].unacked_missed()),
             history,
             orig_pkts: flow.pkts[0],
             orig_ip_bytes: flow.ip_bytes[0],
@@ -676,6 +716,7 @@ mod tests {
                 window: 1000,
                 payload: &[],
                 wire_payload_len: 0,
+                mss: None,
             }),
         }
     }
@@ -695,5 +736,94 @@ mod tests {
         assert_eq!(ports, [40000, 40008, 40009]);
         assert_eq!(table.changed_since(21 * NANOS).len(), 0);
         assert_eq!(table.changed_since(0).len(), 10);
+    }
+
+    /// A bare segment (no payload) from `src` to `dst`, client port 40000, server port 443.
+    fn segment(
+        ts: i64,
+        (src, dst, from_client): (&str, &str, bool),
+        (seq, ack, flags): (u32, u32, u8),
+        mss: Option<u16>,
+    ) -> Packet<'static> {
+        let src: IpAddr = src.parse().unwrap();
+        let (sport, dport) = if from_client {
+            (40000, 443)
+        } else {
+            (443, 40000)
+        };
+        Packet {
+            ts_nanos: ts,
+            src,
+            dst: dst.parse().unwrap(),
+            ip_proto: 6,
+            ip_bytes: if src.is_ipv4() { 40 } else { 60 },
+            vlan: None,
+            truncated: false,
+            ttl: 64,
+            checksum: crate::decode::Checksum::Good,
+            transport: L4::Tcp(TcpSegment {
+                src_port: sport,
+                dst_port: dport,
+                seq,
+                ack,
+                flags,
+                window: 1000,
+                payload: &[],
+                wire_payload_len: 0,
+                mss,
+            }),
+        }
+    }
+
+    /// The first minute of the flow between `client` and `server` after a handshake (the
+    /// server's SYN announcing `mss`) and the server's ACK of 3000 bytes the capture never held,
+    /// which comes in the next minute.
+    fn acked_unseen(client: &str, server: &str, mss: Option<u16>) -> Vec<MinuteSlice> {
+        use tcp_flags::{ACK, SYN};
+        let mut table = FlowTable::new(FlowConfig::default(), NameBook::default());
+        let mut out = |_rec: FlowRecord| {};
+        let up = (client, server, true);
+        let down = (server, client, false);
+        table.process(&segment(0, up, (100, 0, SYN), None), &mut out);
+        table.process(&segment(1, down, (900, 101, SYN | ACK), mss), &mut out);
+        table.process(&segment(2, up, (101, 901, ACK), None), &mut out);
+        table.process(&segment(60 * NANOS, down, (901, 3101, ACK), None), &mut out);
+        let mut records = Vec::new();
+        table.finish(&mut |r| records.push(r));
+        assert_eq!(records[0].missed_bytes, 3000);
+        assert_eq!(records[0].unacked_missed_bytes, 0);
+        // Zeek's totals hold the two client packets only; the minutes add the estimate.
+        let header = if client.contains(':') { 60 } else { 40 };
+        assert_eq!(records[0].orig_ip_bytes, 2 * header);
+        let sliced: u64 = records[0].minutes.iter().map(|m| m.orig_ip_bytes).sum();
+        let inferred: u64 = records[0]
+            .minutes
+            .iter()
+            .map(|m| m.orig_missed_ip_bytes)
+            .sum();
+        assert_eq!(sliced - inferred, records[0].orig_ip_bytes);
+        records[0].minutes.clone()
+    }
+
+    #[test]
+    fn acknowledged_unseen_bytes_count_in_the_minute_of_the_ack_at_the_syn_mss() {
+        let minutes = acked_unseen("192.0.2.10", "203.0.113.10", Some(1000));
+        assert_eq!(minutes.len(), 2);
+        let m = minutes[1];
+        // 3000 bytes at an MSS of 1000: 3 segments of 40 header bytes.
+        assert_eq!((m.orig_bytes, m.orig_missed_bytes), (3000, 3000));
+        assert_eq!((m.orig_missed_ip_bytes, m.orig_ip_bytes), (3120, 3120));
+        assert_eq!((m.orig_pkts, m.resp_pkts, m.resp_ip_bytes), (0, 1, 40));
+        assert_eq!(minutes[0].orig_missed_bytes, 0);
+    }
+
+    #[test]
+    fn without_an_mss_option_ipv6_segments_are_1440_bytes_with_60_bytes_of_headers() {
+        let minutes = acked_unseen("2001:db8::10", "2001:db8:1::443", None);
+        // ceil(3000 / 1440) = 3 segments of 60 header bytes.
+        assert_eq!(minutes[1].orig_missed_ip_bytes, 3000 + 3 * 60);
+        let minutes = acked_unseen("192.0.2.10", "203.0.113.10", None);
+        // ceil(3000 / 1460) = 3 segments of 40 header bytes.
+        assert_eq!(minutes[1].orig_missed_ip_bytes, 3000 + 3 * 40);
     }
 }

@@ -4,6 +4,11 @@
 //! Payload bytes are the span of sequence space each side covered (data seen, or acknowledged by the
 //! peer without being seen), so a retransmission is never counted twice; the acknowledged-but-unseen
 //! part is also reported as `missed_bytes`, as Zeek does.
+//!
+//! Missed bytes are of two kinds, and the audit treats them differently. Bytes the peer
+//! acknowledged were sent, so they are counted as traffic of the minute whose ACK revealed them
+//! ([`SegmentEffect::peer_missed`], [`Endpoint::acked_missed`]). Bytes never acknowledged nor seen
+//! are loss the capture cannot size or explain ([`Endpoint::unacked_missed`]).
 
 use crate::decode::{tcp_flags, TcpSegment};
 use crate::flow::record::ConnState;
@@ -46,6 +51,16 @@ pub struct Endpoint {
     fin_at: Option<u64>,
     retransmits: u64,
     zero_windows: u64,
+    /// Relative offset up to which the peer acknowledged this side's data.
+    acked: u64,
+    /// The part of `forgotten_missed` not yet acknowledged: its positions are forgotten, so an
+    /// ACK at or past `forgotten_until` is what shows it was received.
+    forgotten_unacked: u64,
+    forgotten_until: u64,
+    /// Bytes the peer acknowledged that the capture never held (sent, but not seen).
+    pub acked_missed: u64,
+    /// The Maximum Segment Size this side announced in its SYN.
+    mss: Option<u16>,
 }
 
 impl Endpoint {
@@ -62,13 +77,48 @@ impl Endpoint {
         Some(self.span as i64 + delta)
     }
 
+    /// Bytes inside the covered span neither seen nor acknowledged by the peer: loss whose
+    /// content and size on the wire the capture cannot tell.
+    pub fn unacked_missed(&self) -> u64 {
+        let acked = self.acked;
+        self.forgotten_unacked
+            + self
+                .holes
+                .iter()
+                .map(|&(a, b)| b.saturating_sub(a.max(acked)))
+                .sum::<u64>()
+    }
+
     fn add_hole(&mut self, from: u64, to: u64) {
         self.holes.push((from, to));
         if self.holes.len() > MAX_HOLES {
             // The oldest gap is unlikely to be filled now: keep its size, forget its position.
             let (a, b) = self.holes.remove(0);
             self.forgotten_missed += b - a;
+            self.forgotten_unacked += b.saturating_sub(a.max(self.acked));
+            self.forgotten_until = self.forgotten_until.max(b);
         }
+    }
+
+    /// The peer acknowledged this side's stream up to relative offset `to`: returns the bytes of
+    /// gaps that this ACK newly shows were received (acknowledged but never seen).
+    fn acknowledge(&mut self, to: u64) -> u64 {
+        if to <= self.acked {
+            return 0;
+        }
+        let from = self.acked;
+        let mut revealed: u64 = self
+            .holes
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum();
+        if self.forgotten_unacked > 0 && to >= self.forgotten_until {
+            revealed += self.forgotten_unacked;
+            self.forgotten_unacked = 0;
+        }
+        self.acked = to;
+        self.acked_missed += revealed;
+        revealed
     }
 
     /// Removes `[from, to)` from the holes (late or reordered data filled them).
@@ -90,6 +140,34 @@ impl Endpoint {
         }
         self.holes = out;
         filled
+    }
+
+    /// Accounts the `len` payload bytes of `seg` (after the SYN's sequence number when `syn`);
+    /// returns (was a retransmission, opened a gap).
+    fn segment_data(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        syn: bool,
+        len: u64,
+        effect: &mut SegmentEffect,
+    ) -> (bool, bool) {
+        if len == 0 {
+            return (false, false);
+        }
+        let data_seq = if syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        match self.relative(data_seq) {
+            Some(rel) if rel - (self.span as i64) < MAX_SEQ_JUMP => {
+                let (new, retransmit, gap) = self.data(rel, len);
+                effect.sender_new = new;
+                effect.stream_offset = (rel >= 0).then_some(rel as u64);
+                (retransmit, gap)
+            }
+            _ => (false, false),
+        }
     }
 
     /// Accounts a segment's data `[rel, rel + len)`; returns (new bytes, was a retransmission, opened a gap).
@@ -133,6 +211,9 @@ pub struct SegmentEffect {
     pub sender_new: u64,
     /// Bytes newly covered in the peer's direction by this segment's ACK (acked but unseen).
     pub peer_new: u64,
+    /// Bytes of the peer's direction this segment's ACK shows were received but the capture
+    /// never held: `peer_new`, and earlier gaps in the peer's stream that the ACK now passes.
+    pub peer_missed: u64,
     /// Relative offset of the segment's first payload byte in the sender's stream, if known.
     pub stream_offset: Option<u64>,
     /// The connection is now closed (both FINs, or a RST).
@@ -148,6 +229,12 @@ impl TcpConn {
             conn.history.push('^');
         }
         conn
+    }
+
+    /// The segment size `dir`'s data travels in: the MSS its peer announced (a sender may not
+    /// exceed it), else its own SYN's, else None when no SYN option was seen.
+    pub fn segment_size(&self, dir: usize) -> Option<u16> {
+        self.ep[1 - dir].mss.or(self.ep[dir].mss)
     }
 
     /// The history string (Zeek letters; upper case for the originator).
@@ -216,14 +303,13 @@ impl TcpConn {
         // Sequence accounting.
         let me = &mut self.ep[dir];
         if syn {
+            me.mss = seg.mss.or(me.mss);
             if me.base.is_none() || me.span == 0 {
                 me.base = Some(seg.seq.wrapping_add(1));
             }
         } else if me.base.is_none() && (len > 0 || !rst) {
             me.base = Some(seg.seq);
         }
-        let mut gap = false;
-        let mut retransmit = false;
         if len == 0 && !syn && !rst {
             if let Some(rel) = me.relative(seg.seq) {
                 if rel > 0 && rel - (me.span as i64) < MAX_SEQ_JUMP {
@@ -231,22 +317,7 @@ impl TcpConn {
                 }
             }
         }
-        if len > 0 {
-            let data_seq = if syn {
-                seg.seq.wrapping_add(1)
-            } else {
-                seg.seq
-            };
-            if let Some(rel) = me.relative(data_seq) {
-                if rel - (me.span as i64) < MAX_SEQ_JUMP {
-                    let (new, rx, g) = me.data(rel, len);
-                    effect.sender_new = new;
-                    effect.stream_offset = (rel >= 0).then_some(rel as u64);
-                    retransmit = rx;
-                    gap = g;
-                }
-            }
-        }
+        let (retransmit, gap) = me.segment_data(seg, syn, len, &mut effect);
         if fin {
             if let Some(rel) = me.relative(seg.seq) {
                 let at = (rel.max(0) as u64) + len;
@@ -264,28 +335,40 @@ impl TcpConn {
             self.letter(dir, 'G');
         }
 
-        // An ACK beyond what the peer was seen to send means the peer's data was missed.
         if ack && !rst {
-            let them = &mut self.ep[peer];
-            if let Some(rel) = them.relative(seg.ack) {
-                let fin_adjust = match them.fin_at {
-                    Some(f) if rel as u64 > f => 1,
-                    _ => 0,
-                };
-                let acked = rel - fin_adjust;
-                let span = them.span as i64;
-                if acked > span && acked - span < MAX_SEQ_JUMP {
-                    them.add_hole(them.span, acked as u64);
-                    effect.peer_new = acked as u64 - them.span;
-                    them.span = acked as u64;
-                    self.letter(peer, 'G');
-                }
-            }
+            self.peer_ack(peer, seg.ack, &mut effect);
         }
 
         self.update_state(dir, syn, ack, fin, rst, len);
         effect.closed = self.is_closed();
         effect
+    }
+
+    /// Applies an ACK number to the `peer`'s stream. An ACK beyond what the peer was seen to send
+    /// means the peer's data was missed; one that passes older gaps shows they were received.
+    fn peer_ack(&mut self, peer: usize, ack: u32, effect: &mut SegmentEffect) {
+        let them = &mut self.ep[peer];
+        let Some(rel) = them.relative(ack) else {
+            return;
+        };
+        let fin_adjust = match them.fin_at {
+            Some(f) if rel as u64 > f => 1,
+            _ => 0,
+        };
+        let acked = rel - fin_adjust;
+        let span = them.span as i64;
+        if acked > span && acked - span < MAX_SEQ_JUMP {
+            them.add_hole(them.span, acked as u64);
+            effect.peer_new = acked as u64 - them.span;
+            them.span = acked as u64;
+        }
+        // A bogus ACK far past the span was ignored above: it reveals nothing either.
+        if acked > 0 && acked as u64 <= them.span {
+            effect.peer_missed = them.acknowledge(acked as u64);
+        }
+        if effect.peer_new > 0 {
+            self.letter(peer, 'G');
+        }
     }
 
     fn update_state(&mut self, dir: usize, syn: bool, ack: bool, fin: bool, rst: bool, len: u64) {
@@ -416,6 +499,7 @@ mod tests {
             window: 1000,
             payload: &[],
             wire_payload_len: len,
+            mss: None,
         }
     }
     use tcp_flags::*;
@@ -461,6 +545,58 @@ mod tests {
         assert_eq!(c.ep[1].span, 2902);
         assert_eq!(c.ep[1].missed(), 2902);
         assert!(c.history().contains('g'));
+    }
+
+    #[test]
+    fn an_ack_past_a_gap_reveals_it_and_an_unacked_gap_stays_loss() {
+        let mut c = TcpConn::new(false);
+        c.segment(0, &seg(SYN, 0, 0, 0));
+        c.segment(1, &seg(SYN | ACK, 1000, 1, 0));
+        c.segment(0, &seg(ACK, 1, 1001, 100));
+        c.segment(0, &seg(ACK, 201, 1001, 100)); // gap [100, 200)
+        assert_eq!(c.ep[0].unacked_missed(), 100);
+        // The server acknowledges up to the gap: nothing revealed yet.
+        assert_eq!(c.segment(1, &seg(ACK, 1001, 101, 0)).peer_missed, 0);
+        // Then past it: the 100 bytes were received, so they were sent.
+        let e = c.segment(1, &seg(ACK, 1001, 301, 0));
+        assert_eq!((e.peer_new, e.peer_missed), (0, 100));
+        assert_eq!((c.ep[0].acked_missed, c.ep[0].unacked_missed()), (100, 0));
+        // The same ACK again reveals nothing more.
+        assert_eq!(c.segment(1, &seg(ACK, 1001, 301, 0)).peer_missed, 0);
+        // Zeek's missed_bytes is unchanged by the distinction.
+        assert_eq!(c.ep[0].missed(), 100);
+    }
+
+    #[test]
+    fn an_ack_beyond_the_span_is_new_and_missed_at_once_and_the_mss_comes_from_the_peer() {
+        let mut c = TcpConn::new(false);
+        let mut syn = seg(SYN, 0, 0, 0);
+        syn.mss = Some(1400);
+        c.segment(0, &syn);
+        let mut syn_ack = seg(SYN | ACK, 1000, 1, 0);
+        syn_ack.mss = Some(1200);
+        c.segment(1, &syn_ack);
+        let e = c.segment(1, &seg(ACK, 1001, 1 + 5000, 0));
+        assert_eq!((e.peer_new, e.peer_missed), (5000, 5000));
+        assert_eq!(c.ep[0].unacked_missed(), 0);
+        // The originator's segments are bounded by what the responder announced.
+        assert_eq!(c.segment_size(0), Some(1200));
+        assert_eq!(c.segment_size(1), Some(1400));
+    }
+
+    #[test]
+    fn forgotten_gaps_are_revealed_by_an_ack_past_their_end() {
+        let mut c = TcpConn::new(false);
+        c.segment(0, &seg(SYN, 0, 0, 0));
+        c.segment(1, &seg(SYN | ACK, 1000, 1, 0));
+        // 20 gaps of 10 bytes: the oldest ones are kept only as a count.
+        for i in 0..20u32 {
+            c.segment(0, &seg(ACK, 1 + i * 20 + 10, 1001, 10));
+        }
+        assert_eq!(c.ep[0].unacked_missed(), 200);
+        let e = c.segment(1, &seg(ACK, 1001, 1 + 400, 0));
+        assert_eq!(e.peer_missed, 200);
+        assert_eq!(c.ep[0].unacked_missed(), 0);
     }
 
     #[test]

@@ -6,13 +6,21 @@
 //! inconclusive, never a pass. Lesser gaps (egress flows seen mid-stream, ClientHellos that could
 //! not be read) are findings. A BPF filter is not a fault, but the evidence says first that the
 //! verdict speaks only for the selected frames.
+//!
+//! Loss inside the capture is judged by what it could change. Bytes a peer acknowledged were
+//! sent, and VOLUME already counts them; bytes neither seen nor acknowledged (and IP fragments
+//! whose datagram could not be rebuilt) are unknown content, so inside a licensing or unknown
+//! egress flow they make the audit inconclusive, unless that flow is already a violation on its
+//! own bytes or name. Time running backwards (by a clock step, see `decode::CLOCK_STEP_NANOS`) is
+//! a finding: the analysis keeps packet order.
 
 use super::{destination_label, flow_evidence, result};
 use crate::audit::classify::{Classified, Direction, FlowClass};
-use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence};
+use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence, Timestamp};
+use crate::decode::SkipReason;
 use crate::pipeline::PassSummary;
 use crate::policy::Policy;
-use crate::units::as_secs_f64;
+use crate::units::{as_secs_f64, human_bytes, rfc3339};
 
 /// Runs CAPTURE over the pass and the flows.
 pub(super) fn capture(
@@ -21,8 +29,12 @@ pub(super) fn capture(
     policy: &Policy,
 ) -> ControlResult {
     let rule = "The capture is complete enough to judge: no drops, no truncated files, no evicted flows; otherwise the audit is inconclusive.";
-    let (mut evidence, inconclusive) = gaps(flows, pass, policy);
-    let findings = flow_findings(flows);
+    let (mut evidence, mut inconclusive) = gaps(flows, pass, policy);
+    let (loss_evidence, lossy) = loss(flows, pass, policy);
+    evidence.extend(loss_evidence);
+    inconclusive |= lossy;
+    let mut findings = flow_findings(flows);
+    findings.extend(time_order(pass));
     let finding = !findings.is_empty();
     evidence.extend(findings);
     if let Some(filter) = &pass.filter {
@@ -117,6 +129,111 @@ fn gaps(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> (Vec<E
         )));
     }
     (evidence, inconclusive)
+}
+
+/// Loss inside the capture that could change a verdict (true), with evidence for all of it:
+/// unacknowledged gaps in flows, and IP fragments dropped before their datagram was rebuilt.
+fn loss(flows: &[Classified<'_>], pass: &PassSummary, policy: &Policy) -> (Vec<Evidence>, bool) {
+    let mut evidence = Vec::new();
+    let mut inconclusive = false;
+    let (mut harmless_flows, mut harmless_bytes) = (0u64, 0u64);
+    for c in flows.iter().filter(|c| c.flow.unacked_missed_bytes > 0) {
+        let lost = c.flow.unacked_missed_bytes;
+        match loss_matters(c, policy) {
+            Some(why) => {
+                inconclusive = true;
+                evidence.push(flow_evidence(
+                    c,
+                    format!(
+                        "{} never seen nor acknowledged inside the {} flow to {}: {why}",
+                        human_bytes(lost),
+                        class_words(c.class),
+                        destination_label(c)
+                    ),
+                ));
+            }
+            None => {
+                harmless_flows += 1;
+                harmless_bytes += lost;
+            }
+        }
+    }
+    if harmless_flows > 0 {
+        evidence.push(note(format!(
+            "{} never seen nor acknowledged in {harmless_flows} flow(s) that are neither licensing nor unknown egress, or already a violation: it cannot change the verdict",
+            human_bytes(harmless_bytes)
+        )));
+    }
+    let dropped = pass
+        .decode
+        .skipped
+        .get(&SkipReason::FragmentDropped)
+        .copied()
+        .unwrap_or(0);
+    if dropped > 0 {
+        // A dropped fragment's datagram is in no flow: nothing shows it was not egress.
+        inconclusive = true;
+        let overflow = match pass.decode.fragment_table_overflows {
+            0 => String::new(),
+            n => format!(", {n} of them because the reassembly table was full"),
+        };
+        evidence.push(note(format!(
+            "{dropped} IP fragments dropped before their datagram could be rebuilt{overflow}: the datagrams they belonged to are in no flow and could have been egress"
+        )));
+    }
+    (evidence, inconclusive)
+}
+
+/// Why lost bytes inside `c` could change a verdict, or None when they cannot: the flow is
+/// neither licensing nor unknown egress, or it is already a violation on what was seen.
+fn loss_matters(c: &Classified<'_>, policy: &Policy) -> Option<&'static str> {
+    let budget = policy.licensing.max_egress_bytes_per_minute;
+    // Licensing to a name on the wrong port is a DEST violation whatever its bytes held.
+    if c.is_licensing_egress() && c.class != FlowClass::LicensingWrongPort {
+        // More bytes can only make a minute already over the budget worse.
+        let over = c.flow.minutes.iter().any(|m| m.orig_ip_bytes > budget);
+        return (!over).then_some(
+            "they could hold licensing egress VOLUME did not count, or a credential in clear",
+        );
+    }
+    if c.class == FlowClass::Unknown {
+        // The flow is a DEST violation for want of a name; lost bytes could hold the name that
+        // explains it, unless the flow's own name (SNI or HTTP request) was read.
+        let named = c.flow.tls.as_ref().is_some_and(|t| t.sni.is_some()) || !c.flow.http.is_empty();
+        return (!named).then_some("they could hold the name that would explain this destination");
+    }
+    None
+}
+
+/// How a flow's class reads in a sentence.
+fn class_words(class: FlowClass) -> &'static str {
+    if class.is_licensing() {
+        "licensing"
+    } else {
+        "unknown egress"
+    }
+}
+
+/// Time running backwards: a finding naming where it starts (the analysis keeps packet order,
+/// so flows and minutes are as the packets came; the clock itself is in question).
+fn time_order(pass: &PassSummary) -> Option<Evidence> {
+    let first = pass.decode.first_time_reversal?;
+    let file = pass
+        .inputs
+        .get(first.file_index)
+        .map_or_else(|| format!("input {}", first.file_index), |i| i.path.clone());
+    Some(Evidence {
+        what: format!(
+            "time runs backwards in {} frame(s), first at {file} record {}: {} after {} ({:.6} s earlier); flows were built in packet order",
+            pass.decode.time_reversals,
+            first.record,
+            rfc3339(first.ts_nanos),
+            rfc3339(first.previous_ts_nanos),
+            as_secs_f64(first.previous_ts_nanos - first.ts_nanos)
+        ),
+        ts: Some(Timestamp(first.ts_nanos)),
+        ..Evidence::default()
+    })
 }
 
 /// Egress flows the capture shows only in part: seen mid-stream, or with an unreadable
@@ -228,5 +345,107 @@ mod tests {
         );
         assert_eq!(r.evidence[1].flow_uids, ["CMid"]);
         assert_eq!(r.evidence[1].bytes, Some(1500));
+    }
+
+    #[test]
+    fn unacknowledged_loss_in_licensing_or_unknown_egress_is_inconclusive() {
+        let mut lic = licensing("CLic", T0, 1500);
+        lic.unacked_missed_bytes = 1448;
+        let clean = pass(T0, T0 + 60 * NANOS, 10);
+        let r = run(&[lic], &clean, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(
+            r.evidence[0].what,
+            "1.4 KB never seen nor acknowledged inside the licensing flow to license.deepgram.com \
+             (203.0.113.10:443): they could hold licensing egress VOLUME did not count, or a \
+             credential in clear"
+        );
+        assert_eq!(r.evidence[0].flow_uids, ["CLic"]);
+
+        let mut unknown = flow("CUnk", T0, None);
+        unknown.unacked_missed_bytes = 10;
+        let r = run(&[unknown.clone()], &clean, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert!(r.evidence[0]
+            .what
+            .contains("unknown egress flow to 203.0.113.10:443"));
+        // Its ClientHello was read: the loss cannot rename it, and DEST's violation stands.
+        unknown.tls = Some(crate::flow::record::TlsSummary {
+            sni: Some("example.net".into()),
+            alpn: Vec::new(),
+            ech: false,
+            quic: false,
+            ja4: None,
+            max_version: None,
+            server_alert: None,
+            incomplete: false,
+        });
+        assert_eq!(
+            run(&[unknown], &clean, &policy("")).verdict,
+            ControlVerdict::Pass
+        );
+    }
+
+    #[test]
+    fn loss_that_cannot_change_a_verdict_is_noted_not_inconclusive() {
+        let clean = pass(T0, T0 + 60 * NANOS, 10);
+        // Already over the budget on what was seen: more bytes only make it worse.
+        let mut over = licensing("COver", T0, 9000);
+        over.unacked_missed_bytes = 100;
+        // Internal traffic is no one's egress.
+        let mut internal = flow("CInt", T0, None);
+        internal.resp_h = "192.0.2.20".parse().unwrap();
+        internal.unacked_missed_bytes = 100;
+        // Licensing on port 80 is a DEST violation already.
+        let mut port80 = licensing("C80", T0, 1500);
+        port80.resp_p = 80;
+        port80.unacked_missed_bytes = 100;
+        let p = policy("");
+        let flows = [over, internal, port80];
+        let cs = classified(&flows, &p);
+        assert_eq!(cs[2].class, FlowClass::LicensingWrongPort);
+        let r = capture(&cs, &clean, &p);
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert_eq!(
+            r.evidence[0].what,
+            "300 B never seen nor acknowledged in 3 flow(s) that are neither licensing nor \
+             unknown egress, or already a violation: it cannot change the verdict"
+        );
+    }
+
+    #[test]
+    fn dropped_fragments_are_inconclusive_and_say_why() {
+        let mut frag = pass(T0, T0 + 60 * NANOS, 10);
+        frag.decode.skipped.insert(SkipReason::FragmentDropped, 3);
+        frag.decode.fragment_table_overflows = 2;
+        let r = run(&[licensing("CLic", T0, 1500)], &frag, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Inconclusive);
+        assert_eq!(
+            r.evidence[0].what,
+            "3 IP fragments dropped before their datagram could be rebuilt, 2 of them because the \
+             reassembly table was full: the datagrams they belonged to are in no flow and could \
+             have been egress"
+        );
+    }
+
+    #[test]
+    fn time_running_backwards_is_a_finding_naming_its_record() {
+        let mut back = pass(T0, T0 + 60 * NANOS, 10);
+        back.decode.time_reversals = 2;
+        back.decode.first_time_reversal = Some(crate::decode::TimeReversal {
+            file_index: 0,
+            record: 7,
+            ts_nanos: T0 + NANOS,
+            previous_ts_nanos: T0 + 3 * NANOS / 2,
+        });
+        let r = run(&[licensing("CLic", T0, 1500)], &back, &policy(""));
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(
+            r.evidence[0].what,
+            "time runs backwards in 2 frame(s), first at test.pcap record 7: \
+             2023-11-14T22:14:01.000000Z after 2023-11-14T22:14:01.500000Z (0.500000 s earlier); \
+             flows were built in packet order"
+        );
+        assert_eq!(r.evidence[0].ts, Some(Timestamp(T0 + NANOS)));
     }
 }

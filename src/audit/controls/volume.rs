@@ -5,6 +5,10 @@
 //! bytes, client to server, from `audit::minutes`) above `max_egress_bytes_per_minute` is a
 //! violation; a minute of exactly the budget is within it. The summary gives the distribution
 //! (p50, p99, max) so a pass still says how close the deployment runs to the budget.
+//!
+//! Bytes the server acknowledged but the capture never held were sent all the same: the minutes
+//! already count them (at their estimated wire size), and the evidence says how much of a minute
+//! was inferred that way, so a lossy capture can neither hide an upload nor pass unremarked.
 
 use super::result;
 use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence, Licensing, Timestamp};
@@ -41,12 +45,13 @@ pub(super) fn volume(policy: &Policy, licensing: &Licensing) -> ControlResult {
         .filter(|m| m.egress_ip_bytes > budget)
         .map(|m| Evidence {
             what: format!(
-                "{} sent {} of licensing egress in the minute from {} ({}x the budget of {})",
+                "{} sent {} of licensing egress in the minute from {} ({}x the budget of {}){}",
                 m.source,
                 human_bytes(m.egress_ip_bytes),
                 m.start,
                 format_ratio(m.egress_ip_bytes, budget),
-                human_bytes(budget)
+                human_bytes(budget),
+                inferred_words(m.egress_missed_bytes)
             ),
             flow_uids: m.flow_uids.clone(),
             ts: Some(Timestamp(m.start_ts * NANOS)),
@@ -72,6 +77,17 @@ pub(super) fn volume(policy: &Policy, licensing: &Licensing) -> ControlResult {
             evidence,
         )
     }
+}
+
+/// How much of a minute was inferred from acknowledgements (empty when all of it was seen).
+fn inferred_words(missed: u64) -> String {
+    if missed == 0 {
+        return String::new();
+    }
+    format!(
+        ", of which {} of payload the server acknowledged but the capture did not hold",
+        human_bytes(missed)
+    )
 }
 
 /// `value / budget` to one decimal; a zero budget makes any byte infinitely over it.
@@ -153,6 +169,28 @@ mod tests {
         assert_eq!(r.verdict, ControlVerdict::Violation);
         assert_eq!(r.evidence[0].bytes, Some(8193));
         assert_eq!(r.evidence[0].flow_uids, ["CFirst", "CSecond"]);
+    }
+
+    #[test]
+    fn acknowledged_unseen_bytes_count_and_the_evidence_says_how_many() {
+        let p = policy("");
+        let mut f = licensing("CLossy", T0, 1500);
+        // The server acknowledged 9000 bytes the capture missed: 7 segments at 1460.
+        let m = &mut f.minutes[0];
+        m.orig_bytes += 9000;
+        m.orig_missed_bytes = 9000;
+        m.orig_missed_ip_bytes = 9000 + 7 * 40;
+        m.orig_ip_bytes += 9000 + 7 * 40;
+        let r = volume(&p, &measured(&[f], &p));
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert_eq!(r.evidence[0].bytes, Some(1500 + 9280));
+        assert!(
+            r.evidence[0].what.ends_with(
+                ", of which 9.0 KB of payload the server acknowledged but the capture did not hold"
+            ),
+            "{}",
+            r.evidence[0].what
+        );
     }
 
     #[test]
