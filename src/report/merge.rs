@@ -327,6 +327,10 @@ impl Accumulate for DecodeStats {
             reassembled_datagrams,
             skipped,
             checksums,
+            time_reversals,
+            first_time_reversal,
+            reordered_frames,
+            fragment_table_overflows,
         } = other;
         self.frames += frames;
         self.packets += packets;
@@ -338,6 +342,13 @@ impl Accumulate for DecodeStats {
             *self.skipped.entry(*reason).or_default() += n;
         }
         self.checksums.accumulate(checksums);
+        self.time_reversals += time_reversals;
+        self.reordered_frames += reordered_frames;
+        self.fragment_table_overflows += fragment_table_overflows;
+        // The first reversal of the first audit that had one (its file index is that audit's).
+        if self.first_time_reversal.is_none() {
+            self.first_time_reversal = first_time_reversal.clone();
+        }
     }
 }
 
