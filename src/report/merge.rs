@@ -347,7 +347,7 @@ impl Accumulate for DecodeStats {
         self.fragment_table_overflows += fragment_table_overflows;
         // The first reversal of the first audit that had one (its file index is that audit's).
         if self.first_time_reversal.is_none() {
-            self.first_time_reversal = first_time_reversal.clone();
+            self.first_time_reversal = *first_time_reversal;
         }
     }
 }
