@@ -32,6 +32,13 @@ pub struct FlowConfig {
     pub close_linger_secs: u64,
     /// Flows held at once; past it the longest-idle flow is evicted and counted.
     pub max_flows: usize,
+    /// How long past its TTL a DNS answer still names a flow (`[dns] answer_slack_seconds`).
+    #[serde(default = "default_answer_slack_secs")]
+    pub dns_answer_slack_secs: u64,
+}
+
+fn default_answer_slack_secs() -> u64 {
+    names::DEFAULT_ANSWER_SLACK_SECS
 }
 
 impl Default for FlowConfig {
@@ -42,6 +49,7 @@ impl Default for FlowConfig {
             icmp_inactivity_secs: 60,
             close_linger_secs: 5,
             max_flows: 1_000_000,
+            dns_answer_slack_secs: names::DEFAULT_ANSWER_SLACK_SECS,
         }
     }
 }
@@ -114,6 +122,7 @@ struct Flow {
     minutes: Vec<MinuteSlice>,
     udp_history: String,
     app: AppState,
+    /// DNS answers for the responder's address seen before the flow began (naming evidence).
     dns_evidence: Vec<crate::names::NameEvidence>,
     icmp_type_code: Option<(u8, u8)>,
 }
@@ -198,7 +207,8 @@ fn likely_server_port(port: u16) -> bool {
 
 impl FlowTable {
     /// An empty table.
-    pub fn new(config: FlowConfig, names: NameBook) -> Self {
+    pub fn new(config: FlowConfig, mut names: NameBook) -> Self {
+        names.set_answer_slack_secs(config.dns_answer_slack_secs);
         FlowTable {
             flows: LinkedHashMap::new(),
             config,
@@ -319,8 +329,18 @@ impl FlowTable {
             flow.bad_checksums[dir] += 1;
         }
         let names = &mut self.names;
+        // The answer's client is the DNS flow's originator (the response's destination); its
+        // uid is computed only when an answer arrives, from copies, as the flow is borrowed below.
+        let id = UidParts::of(flow);
         let mut on_event = |event: AppEvent<'_>| match event {
-            AppEvent::Dns(msg) => names.observe_dns(msg, now),
+            AppEvent::Dns(msg) => {
+                let uid = id.uid();
+                let client = names::DnsClient {
+                    addr: id.orig.0,
+                    uid: &uid,
+                };
+                names.observe_dns(msg, now, client);
+            }
         };
         match pkt.transport {
             L4::Tcp(seg) => {
@@ -545,10 +565,14 @@ impl FlowTable {
                 evidence.push(names::flow_evidence(NameSource::HttpHost, host));
             }
         }
-        evidence.extend(flow.dns_evidence.iter().take(1).cloned());
-        evidence.extend(self.names.operator_evidence(flow.resp.0));
-        let ech = app.tls.as_ref().is_some_and(|t| t.ech);
-        let mut name = names::choose(evidence, ech, flow.first_ts);
+        let mut name = self.names.name_flow(names::FlowFacts {
+            client: flow.orig.0,
+            addr: flow.resp.0,
+            start_nanos: flow.first_ts,
+            carried: evidence,
+            dns: flow.dns_evidence.clone(),
+            ech: app.tls.as_ref().is_some_and(|t| t.ech),
+        });
         if app.quic_seen && app.tls.is_none() {
             if let Some(n) = name.as_mut() {
                 n.caveats
@@ -561,7 +585,7 @@ impl FlowTable {
             None => (flow.orig.1, flow.resp.1),
         };
         FlowRecord {
-            uid: uid(flow),
+            uid: UidParts::of(flow).uid(),
             ts_nanos: flow.first_ts,
             last_ts_nanos: flow.last_ts,
             proto: flow.proto,
@@ -622,33 +646,56 @@ fn is_icmp_reply(icmp_type: u8, v6: bool) -> bool {
     matches!((v6, icmp_type), (false, 0 | 14 | 16 | 18) | (true, 129))
 }
 
-/// Zeek-style uid: `C` and 17 base-62 digits, a deterministic function of the flow's key, start
-/// time and creation order, so the same capture always gives the same uids.
-fn uid(flow: &Flow) -> String {
-    // FNV-1a over the identifying fields (no randomness: reproducible evidence ids).
-    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
-    let prime: u128 = 0x0000000001000000000000000000013B;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= *b as u128;
-            hash = hash.wrapping_mul(prime);
+/// What a flow's uid is made of: its key, start time and creation order (all `Copy`, so a uid
+/// can be made while the flow itself is borrowed).
+#[derive(Clone, Copy)]
+struct UidParts {
+    first_ts: i64,
+    seq_no: u64,
+    orig: (IpAddr, u16),
+    resp: (IpAddr, u16),
+    ip_proto: u8,
+}
+
+impl UidParts {
+    fn of(flow: &Flow) -> Self {
+        UidParts {
+            first_ts: flow.first_ts,
+            seq_no: flow.seq_no,
+            orig: flow.orig,
+            resp: flow.resp,
+            ip_proto: flow.ip_proto,
         }
-    };
-    feed(&flow.first_ts.to_le_bytes());
-    feed(&flow.seq_no.to_le_bytes());
-    feed(flow.orig.0.to_string().as_bytes());
-    feed(&flow.orig.1.to_le_bytes());
-    feed(flow.resp.0.to_string().as_bytes());
-    feed(&flow.resp.1.to_le_bytes());
-    feed(&[flow.ip_proto]);
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut s = String::with_capacity(18);
-    s.push('C');
-    for _ in 0..17 {
-        s.push(DIGITS[(hash % 62) as usize] as char);
-        hash /= 62;
     }
-    s
+
+    /// Zeek-style uid: `C` and 17 base-62 digits, a deterministic function of the flow's key,
+    /// start time and creation order, so the same capture always gives the same uids.
+    fn uid(&self) -> String {
+        // FNV-1a over the identifying fields (no randomness: reproducible evidence ids).
+        let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+        let prime: u128 = 0x0000000001000000000000000000013B;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                hash ^= *b as u128;
+                hash = hash.wrapping_mul(prime);
+            }
+        };
+        feed(&self.first_ts.to_le_bytes());
+        feed(&self.seq_no.to_le_bytes());
+        feed(self.orig.0.to_string().as_bytes());
+        feed(&self.orig.1.to_le_bytes());
+        feed(self.resp.0.to_string().as_bytes());
+        feed(&self.resp.1.to_le_bytes());
+        feed(&[self.ip_proto]);
+        const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut s = String::with_capacity(18);
+        s.push('C');
+        for _ in 0..17 {
+            s.push(DIGITS[(hash % 62) as usize] as char);
+            hash /= 62;
+        }
+        s
+    }
 }
 
 #[cfg(test)]
