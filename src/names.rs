@@ -455,7 +455,11 @@ impl NameBook {
         evidence.extend(self.operator_evidence(facts.addr));
         let mut name = choose(evidence, facts.ech)?;
         name.strength = strength;
-        if let Some(dns) = name.evidence.iter().find(|e| e.source == NameSource::DnsAnswer) {
+        if let Some(dns) = name
+            .evidence
+            .iter()
+            .find(|e| e.source == NameSource::DnsAnswer)
+        {
             if let (Some(ttl), Some(seen)) = (dns.ttl, dns.seen_ts_nanos) {
                 if !self.in_window(seen, ttl, facts.start_nanos) {
                     name.caveats.push(format!(
@@ -474,9 +478,7 @@ impl NameBook {
     fn grade(&self, facts: &FlowFacts) -> Option<(Strength, Vec<NameEvidence>)> {
         let mut carried = facts.carried.clone();
         carried.sort_by_key(|e| e.source);
-        let in_window = |e: &&NameEvidence| {
-            matches!((e.ttl, e.seen_ts_nanos), (Some(ttl), Some(seen)) if self.in_window(seen, ttl, facts.start_nanos))
-        };
+        let in_window = |e: &&NameEvidence| matches!((e.ttl, e.seen_ts_nanos), (Some(ttl), Some(seen)) if self.in_window(seen, ttl, facts.start_nanos));
         let same_client = |e: &&NameEvidence| e.client == Some(facts.client);
         let Some(claim) = carried.first() else {
             // Nothing carried: the newest answer to this client in the window, else any answer.
@@ -549,14 +551,18 @@ impl NameBook {
         }
         let mut others: Vec<NameEvidence> = Vec::new();
         for e in self.dns_evidence(facts.addr, i64::MAX) {
-            let agrees = host_of(&e.name) == wanted
-                || e.cname_chain.iter().any(|c| canonical(c) == wanted);
+            let agrees =
+                host_of(&e.name) == wanted || e.cname_chain.iter().any(|c| canonical(c) == wanted);
             if !agrees && !others.iter().any(|o| o.name.eq_ignore_ascii_case(&e.name)) {
                 others.push(e);
             }
         }
         if !others.is_empty() {
-            let listed: Vec<_> = others.iter().take(ANSWERS_SHOWN).map(|o| o.name.as_str()).collect();
+            let listed: Vec<_> = others
+                .iter()
+                .take(ANSWERS_SHOWN)
+                .map(|o| o.name.as_str())
+                .collect();
             name.caveats.push(format!(
                 "the capture's DNS also gives {} to {} (a shared address: CDN or round robin)",
                 facts.addr,
@@ -579,9 +585,9 @@ fn query_and_chain(msg: &DnsMessage, owner_name: &str) -> (String, Vec<String>) 
     let mut chain = Vec::new();
     let mut owner = owner_name.to_string();
     while chain.len() < MAX_CHAIN {
-        let Some(alias) = msg.answers.iter().find(|a| {
-            matches!(&a.data, DnsData::Cname(target) if target.eq_ignore_ascii_case(&owner))
-        }) else {
+        let Some(alias) = msg.answers.iter().find(
+            |a| matches!(&a.data, DnsData::Cname(target) if target.eq_ignore_ascii_case(&owner)),
+        ) else {
             break;
         };
         chain.push(owner);
@@ -642,10 +648,7 @@ pub fn choose(mut evidence: Vec<NameEvidence>, ech: bool) -> Option<FlowName> {
     let best_name = host_of(&best.name);
     for other in &evidence[1..] {
         let agrees = host_of(&other.name) == best_name
-            || other
-                .cname_chain
-                .iter()
-                .any(|c| canonical(c) == best_name);
+            || other.cname_chain.iter().any(|c| canonical(c) == best_name);
         if !agrees && other.source != NameSource::Operator {
             caveats.push(format!(
                 "{} says {} but {} says {}",
@@ -688,3 +691,300 @@ fn source_words(source: NameSource) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::dns::{DnsAnswer, DnsQuestion};
+
+    const LICENSE: &str = "license.deepgram.com";
+    const T: i64 = 1_700_000_000 * NANOS;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn response() -> DnsMessage {
+        DnsMessage {
+            id: 1,
+            response: true,
+            opcode: 0,
+            rcode: 0,
+            truncated: false,
+            questions: vec![DnsQuestion {
+                name: LICENSE.into(),
+                qtype: 1,
+            }],
+            answers: vec![
+                DnsAnswer {
+                    name: LICENSE.into(),
+                    rtype: 5,
+                    ttl: 60,
+                    data: DnsData::Cname("edge.example.net".into()),
+                },
+                DnsAnswer {
+                    name: "edge.example.net".into(),
+                    rtype: 1,
+                    ttl: 30,
+                    data: DnsData::Addr(ip("203.0.113.10")),
+                },
+            ],
+        }
+    }
+
+    /// A response for `name` giving `addrs` with `ttl`, no CNAMEs.
+    fn answer(name: &str, addrs: &[&str], ttl: u32) -> DnsMessage {
+        DnsMessage {
+            questions: vec![DnsQuestion {
+                name: name.into(),
+                qtype: 1,
+            }],
+            answers: addrs
+                .iter()
+                .map(|a| DnsAnswer {
+                    name: name.into(),
+                    rtype: 1,
+                    ttl,
+                    data: DnsData::Addr(ip(a)),
+                })
+                .collect(),
+            ..response()
+        }
+    }
+
+    fn client(addr: &str) -> DnsClient<'static> {
+        DnsClient {
+            addr: ip(addr),
+            uid: "CDnsFlow",
+        }
+    }
+
+    /// A book that saw `msg` answered to `to` at `seen`.
+    fn book_with(msg: &DnsMessage, to: &str, seen: i64) -> NameBook {
+        let mut book = NameBook::default();
+        book.observe_dns(msg, seen, client(to));
+        book
+    }
+
+    /// Names a flow from 192.0.2.10 to 203.0.113.10 starting at `start` that carried `carried`.
+    fn name(book: &NameBook, carried: Vec<NameEvidence>, start: i64) -> Option<FlowName> {
+        book.name_flow(FlowFacts {
+            client: ip("192.0.2.10"),
+            addr: ip("203.0.113.10"),
+            start_nanos: start,
+            carried,
+            dns: book.dns_evidence(ip("203.0.113.10"), start),
+            ech: false,
+        })
+    }
+
+    fn sni(n: &str) -> Vec<NameEvidence> {
+        vec![flow_evidence(NameSource::TlsSni, n)]
+    }
+
+    #[test]
+    fn dns_answer_binds_address_to_question_through_cname_chain() {
+        let book = book_with(&response(), "192.0.2.10", 1_000);
+        let ev = book.dns_evidence(ip("203.0.113.10"), 2_000);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].name, LICENSE);
+        assert_eq!(ev[0].cname_chain, vec!["edge.example.net".to_string()]);
+        assert_eq!(ev[0].ttl, Some(30));
+        assert_eq!(ev[0].client, Some(ip("192.0.2.10")));
+        assert_eq!(ev[0].dns_uid.as_deref(), Some("CDnsFlow"));
+        // An answer seen after the flow started is not evidence for it.
+        assert!(book.dns_evidence(ip("203.0.113.10"), 999).is_empty());
+    }
+
+    #[test]
+    fn sni_with_an_answer_in_the_window_is_confirmed_through_the_cname_chain() {
+        let book = book_with(&response(), "192.0.2.10", T);
+        let n = name(&book, sni(LICENSE), T + NANOS).unwrap();
+        assert_eq!(n.strength, Strength::Confirmed);
+        assert!(n.caveats.is_empty(), "{:?}", n.caveats);
+        // The SNI may also be the CNAME target the address was reached through.
+        let n = name(&book, sni("edge.example.net"), T + NANOS).unwrap();
+        assert_eq!(n.strength, Strength::Confirmed);
+        // CONNECT with a port is as good as SNI; an answer to another client still confirms.
+        let book = book_with(&response(), "192.0.2.99", T);
+        let connect = vec![flow_evidence(
+            NameSource::HttpConnect,
+            "license.deepgram.com:443",
+        )];
+        assert_eq!(
+            name(&book, connect, T).unwrap().strength,
+            Strength::Confirmed
+        );
+    }
+
+    #[test]
+    fn window_edges_answer_time_and_ttl_plus_slack_are_inside() {
+        let book = book_with(&answer(LICENSE, &["203.0.113.10"], 60), "192.0.2.10", T);
+        let last = T + 60 * NANOS + DEFAULT_ANSWER_SLACK_SECS as i64 * NANOS;
+        // Answer at exactly the flow start: inside.
+        assert_eq!(
+            name(&book, sni(LICENSE), T).unwrap().strength,
+            Strength::Confirmed
+        );
+        // Flow start at exactly answer + TTL + slack: inside; one nanosecond later: outside.
+        assert_eq!(
+            name(&book, sni(LICENSE), last).unwrap().strength,
+            Strength::Confirmed
+        );
+        let late = name(&book, sni(LICENSE), last + 1).unwrap();
+        assert_eq!(late.strength, Strength::Claimed);
+        assert!(
+            late.caveats.iter().any(|c| c.contains("expired")),
+            "{:?}",
+            late.caveats
+        );
+        // A flow that began before the answer: the answer is no evidence for it.
+        assert_eq!(
+            name(&book, sni(LICENSE), T - 1).unwrap().strength,
+            Strength::Claimed
+        );
+        // The slack comes from the policy.
+        let mut strict = book_with(&answer(LICENSE, &["203.0.113.10"], 60), "192.0.2.10", T);
+        strict.set_answer_slack_secs(0);
+        assert!(strict.in_window(T, 60, T + 60 * NANOS));
+        assert!(!strict.in_window(T, 60, T + 60 * NANOS + 1));
+    }
+
+    #[test]
+    fn sni_alone_is_claimed() {
+        let book = NameBook::default();
+        let n = name(&book, sni(LICENSE), T).unwrap();
+        assert_eq!(n.strength, Strength::Claimed);
+        assert!(n.window_answers_for_name.is_empty());
+        // Host alone too.
+        let host = vec![flow_evidence(NameSource::HttpHost, LICENSE)];
+        assert_eq!(name(&book, host, T).unwrap().strength, Strength::Claimed);
+    }
+
+    #[test]
+    fn no_sni_with_an_answer_to_the_same_client_is_resolved_another_clients_is_inferred() {
+        let msg = answer(LICENSE, &["203.0.113.10"], 60);
+        let mine = book_with(&msg, "192.0.2.10", T);
+        let n = name(&mine, Vec::new(), T + NANOS).unwrap();
+        assert_eq!(
+            (n.source, n.strength),
+            (NameSource::DnsAnswer, Strength::Resolved)
+        );
+        assert_eq!(n.name, LICENSE);
+        let host = vec![flow_evidence(NameSource::HttpHost, LICENSE)];
+        assert_eq!(
+            name(&mine, host.clone(), T).unwrap().strength,
+            Strength::Resolved
+        );
+        let theirs = book_with(&msg, "192.0.2.99", T);
+        assert_eq!(
+            name(&theirs, Vec::new(), T).unwrap().strength,
+            Strength::Inferred
+        );
+        assert_eq!(name(&theirs, host, T).unwrap().strength, Strength::Inferred);
+        // The client's own answer, but past its window: inferred, with a caveat.
+        let stale = name(&mine, Vec::new(), T + 121 * NANOS).unwrap();
+        assert_eq!(stale.strength, Strength::Inferred);
+        assert!(stale.caveats.iter().any(|c| c.contains("expired")));
+    }
+
+    #[test]
+    fn operator_mapping_alone_is_operator_strength() {
+        let book =
+            NameBook::with_operator_names(HashMap::from([(ip("203.0.113.10"), LICENSE.into())]));
+        let n = name(&book, Vec::new(), T).unwrap();
+        assert_eq!(
+            (n.source, n.strength),
+            (NameSource::Operator, Strength::Operator)
+        );
+        // Stronger evidence wins over the operator's word.
+        assert_eq!(
+            name(&book, sni(LICENSE), T).unwrap().strength,
+            Strength::Claimed
+        );
+        assert!(name(&NameBook::default(), Vec::new(), T).is_none());
+    }
+
+    #[test]
+    fn sni_to_an_address_the_windows_answers_did_not_give_lists_those_answers() {
+        let book = book_with(&answer(LICENSE, &["198.51.100.7"], 60), "192.0.2.10", T);
+        let n = name(&book, sni(LICENSE), T + NANOS).unwrap();
+        assert_eq!(n.strength, Strength::Claimed);
+        assert_eq!(n.window_answers_for_name.len(), 1);
+        assert_eq!(n.window_answers_for_name[0].addrs, [ip("198.51.100.7")]);
+        assert_eq!(n.window_answers_for_name[0].seen_ts_nanos, T);
+        // Outside the answer's window there is nothing to contradict.
+        let late = name(&book, sni(LICENSE), T + 200 * NANOS).unwrap();
+        assert!(late.window_answers_for_name.is_empty());
+    }
+
+    #[test]
+    fn other_names_of_the_address_are_listed_and_a_caveat() {
+        let mut book = book_with(&answer(LICENSE, &["203.0.113.10"], 60), "192.0.2.10", T);
+        let cdn = answer("cdn.example.net", &["203.0.113.10"], 60);
+        book.observe_dns(&cdn, T, client("192.0.2.10"));
+        let n = name(&book, sni(LICENSE), T + NANOS).unwrap();
+        assert_eq!(n.strength, Strength::Confirmed);
+        let others: Vec<_> = n
+            .dns_names_for_address
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(others, ["cdn.example.net"]);
+        assert!(n.caveats.iter().any(|c| c.contains("shared address")));
+    }
+
+    #[test]
+    fn disjoint_answers_to_two_clients_in_each_others_window_conflict() {
+        let mut book = book_with(&answer(LICENSE, &["203.0.113.10"], 60), "192.0.2.10", T);
+        let other = answer(LICENSE, &["198.51.100.7"], 60);
+        book.observe_dns(&other, T + 30 * NANOS, client("192.0.2.11"));
+        // The same client told something else, or an AAAA answer: no new conflict.
+        let again = answer(LICENSE, &["198.51.100.8"], 60);
+        book.observe_dns(&again, T + 31 * NANOS, client("192.0.2.11"));
+        let v6 = answer(LICENSE, &["2001:db8::1"], 60);
+        book.observe_dns(&v6, T + 32 * NANOS, client("192.0.2.12"));
+        let n = name(&book, sni(LICENSE), T + NANOS).unwrap();
+        // 192.0.2.11's second answer conflicts with 192.0.2.10's too.
+        assert_eq!(n.answer_conflicts.len(), 2, "{:?}", n.answer_conflicts);
+        let k = &n.answer_conflicts[0];
+        assert_eq!(
+            (k.first.seen_ts_nanos, k.second.seen_ts_nanos),
+            (T, T + 30 * NANOS)
+        );
+        assert_eq!(k.first.client, Some(ip("192.0.2.10")));
+        assert_eq!(k.second.addrs, [ip("198.51.100.7")]);
+        // Past each other's window: no conflict.
+        let mut far = book_with(&answer(LICENSE, &["203.0.113.10"], 60), "192.0.2.10", T);
+        far.observe_dns(&other, T + 121 * NANOS, client("192.0.2.11"));
+        assert!(far.conflicts.is_empty());
+    }
+
+    #[test]
+    fn sni_wins_and_a_disagreeing_dns_answer_is_a_caveat() {
+        let sni = flow_evidence(NameSource::TlsSni, LICENSE);
+        let mut dns = flow_evidence(NameSource::DnsAnswer, "cdn.example.net");
+        dns.ttl = Some(300);
+        dns.seen_ts_nanos = Some(0);
+        let name = choose(vec![dns, sni], false).unwrap();
+        assert_eq!(name.name, LICENSE);
+        assert_eq!(name.source, NameSource::TlsSni);
+        assert_eq!(name.confidence, Confidence::Medium);
+        assert_eq!(name.caveats.len(), 1);
+    }
+
+    #[test]
+    fn ech_makes_a_name_low_confidence() {
+        let sni = flow_evidence(NameSource::TlsSni, "cloudflare-ech.com");
+        let name = choose(vec![sni], true).unwrap();
+        assert_eq!(name.confidence, Confidence::Low);
+    }
+
+    #[test]
+    fn connect_authority_matches_sni_despite_port() {
+        let connect = flow_evidence(NameSource::HttpConnect, "license.deepgram.com:443");
+        let sni = flow_evidence(NameSource::TlsSni, LICENSE);
+        let name = choose(vec![connect, sni], false).unwrap();
+        assert!(name.caveats.is_empty());
+        assert_eq!(name.confidence, Confidence::High);
+    }
+}

@@ -139,7 +139,12 @@ fn names_of(e: &NameEvidence) -> impl Iterator<Item = &str> {
 }
 
 /// `to CLIENT at TIME (TTL n s, DNS flow UID)`: where and when a DNS answer was seen.
-fn answer_words(client: Option<std::net::IpAddr>, seen: i64, ttl: u32, uid: Option<&str>) -> String {
+fn answer_words(
+    client: Option<std::net::IpAddr>,
+    seen: i64,
+    ttl: u32,
+    uid: Option<&str>,
+) -> String {
     format!(
         "to {} at {} (TTL {ttl} s{})",
         client.map_or_else(|| "an unknown client".to_string(), |c| c.to_string()),
@@ -394,6 +399,11 @@ fn destination_evidence(dest: &str, class: FlowClass, cs: &[&Classified<'_>]) ->
 mod tests {
     use super::super::test_support::{classified, flow, licensing, policy, T0};
     use super::*;
+    use crate::flow::FlowRecord;
+    use crate::names::AnswerConflict;
+
+    /// The test flows' LAN (TEST-NET-1 is no longer inside the embedded default).
+    const LAN: &str = "[network]\ninternal = [\"192.0.2.0/24\"]\n";
     use crate::units::NANOS;
 
     #[test]
@@ -401,7 +411,9 @@ mod tests {
         let mut allowed = flow("CAllowed", T0, Some("hooks.example.com"));
         allowed.resp_h = "198.51.100.7".parse().unwrap();
         let flows = [licensing("CLic", T0, 1500), allowed];
-        let p = policy("[egress]\nallow = [\"hooks.example.com:443\"]\n");
+        let p = policy(&format!(
+            "{LAN}[egress]\nallow = [\"hooks.example.com:443\"]\n"
+        ));
         let r = dest(&classified(&flows, &p), &p);
         assert_eq!(r.verdict, ControlVerdict::Pass);
         assert_eq!(r.summary, "all 2 egress flows are licensing or allowed");
@@ -420,7 +432,7 @@ mod tests {
         let mut wrong_port = flow("CPort80", T0, Some("license.deepgram.com"));
         wrong_port.resp_p = 80;
         let flows = [a, b, hosted, wrong_port];
-        let p = policy("");
+        let p = policy(LAN);
         let r = dest(&classified(&flows, &p), &p);
         assert_eq!(r.verdict, ControlVerdict::Violation);
         assert_eq!(r.evidence.len(), 3);
@@ -446,5 +458,181 @@ mod tests {
         assert!(r
             .summary
             .starts_with("4 egress flow(s) to 3 destination(s) nothing allows: "));
+    }
+
+    /// A DNS answer for `name` giving `addr`, to `client` at `seen`, carried by DNS flow `uid`.
+    fn seen(name: &str, addr: &str, client: &str, seen: i64, uid: &str) -> AnswerSeen {
+        AnswerSeen {
+            name: name.into(),
+            addrs: vec![addr.parse().unwrap()],
+            client: Some(client.parse().unwrap()),
+            ttl: 60,
+            seen_ts_nanos: seen,
+            dns_uid: Some(uid.into()),
+        }
+    }
+
+    /// The address binding of [`seen`].
+    fn binding(name: &str, client: &str, seen: i64, uid: &str) -> NameEvidence {
+        let mut e = crate::names::flow_evidence(NameSource::DnsAnswer, name);
+        e.query = Some(name.into());
+        e.ttl = Some(60);
+        e.seen_ts_nanos = Some(seen);
+        e.client = Some(client.parse().unwrap());
+        e.dns_uid = Some(uid.into());
+        e
+    }
+
+    /// A licensing flow whose name the naming pass graded `strength`.
+    fn graded(uid: &str, strength: Strength) -> FlowRecord {
+        let mut f = licensing(uid, T0, 1500);
+        f.name.as_mut().unwrap().strength = strength;
+        f
+    }
+
+    fn run(flows: &[FlowRecord]) -> ControlResult {
+        let p = policy(LAN);
+        dest(&classified(flows, &p), &p)
+    }
+
+    #[test]
+    fn licensing_sni_to_an_address_the_windows_answers_did_not_give_is_a_finding() {
+        let mut f = graded("CLic", Strength::Claimed);
+        f.name.as_mut().unwrap().window_answers_for_name = vec![seen(
+            "license.deepgram.com",
+            "198.51.100.7",
+            "192.0.2.10",
+            T0 - NANOS,
+            "CDns1",
+        )];
+        let r = run(&[f]);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        let e = &r.evidence[0];
+        assert!(e.what.contains("licensing flow CLic from 192.0.2.10 names license.deepgram.com by TLS SNI but goes to 203.0.113.10"), "{}", e.what);
+        assert!(e.what.contains("{198.51.100.7} to 192.0.2.10 at 2023-11-14T22:13:59.000000Z (TTL 60 s, DNS flow CDns1)"), "{}", e.what);
+        assert_eq!(e.flow_uids, ["CLic", "CDns1"]);
+        // The claimed name is also shown as weaker evidence, after the finding.
+        assert_eq!(r.evidence.len(), 2);
+        assert!(
+            r.evidence[1].what.contains("1 claimed"),
+            "{}",
+            r.evidence[1].what
+        );
+    }
+
+    #[test]
+    fn licensing_sni_to_a_hosted_transcription_address_is_a_finding() {
+        let mut f = graded("CLic", Strength::Confirmed);
+        f.name.as_mut().unwrap().dns_names_for_address = vec![binding(
+            "api.deepgram.com",
+            "192.0.2.11",
+            T0 - NANOS,
+            "CDns2",
+        )];
+        let r = run(&[f]);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        assert_eq!(r.evidence.len(), 1);
+        assert!(r.evidence[0].what.contains(
+            "goes to 203.0.113.10, which the capture's DNS gives to hosted transcription name api.deepgram.com (to 192.0.2.11 at"
+        ), "{}", r.evidence[0].what);
+        assert_eq!(r.evidence[0].flow_uids, ["CLic", "CDns2"]);
+    }
+
+    #[test]
+    fn disjoint_licensing_answers_to_two_clients_are_one_finding() {
+        let conflict = AnswerConflict {
+            name: "license.deepgram.com".into(),
+            first: seen(
+                "license.deepgram.com",
+                "203.0.113.10",
+                "192.0.2.10",
+                T0,
+                "CDnsA",
+            ),
+            second: seen(
+                "license.deepgram.com",
+                "198.51.100.7",
+                "192.0.2.11",
+                T0 + 30 * NANOS,
+                "CDnsB",
+            ),
+        };
+        let mut a = graded("CLicA", Strength::Confirmed);
+        a.name.as_mut().unwrap().answer_conflicts = vec![conflict.clone()];
+        let mut b = graded("CLicB", Strength::Confirmed);
+        b.name.as_mut().unwrap().answer_conflicts = vec![conflict];
+        let r = run(&[a, b]);
+        assert_eq!(r.verdict, ControlVerdict::Finding);
+        // Carried by two flows, reported once, with both DNS flows and both licensing flows.
+        assert_eq!(r.evidence.len(), 1);
+        let e = &r.evidence[0];
+        assert!(e.what.starts_with("DNS answered license.deepgram.com with disjoint addresses inside each other's window: {203.0.113.10} to 192.0.2.10"), "{}", e.what);
+        assert!(
+            e.what.contains("and {198.51.100.7} to 192.0.2.11"),
+            "{}",
+            e.what
+        );
+        assert_eq!(e.flow_uids, ["CDnsA", "CDnsB", "CLicA", "CLicB"]);
+        assert!(
+            r.summary.contains("contradicts licensing names 1 time(s)"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[test]
+    fn a_licensing_address_shared_with_foreign_names_is_shown_not_a_finding() {
+        let mut f = graded("CLic", Strength::Confirmed);
+        f.name.as_mut().unwrap().dns_names_for_address = vec![
+            binding("cdn.example.net", "192.0.2.10", T0 - NANOS, "CDns3"),
+            binding("www.example.org", "192.0.2.10", T0 - NANOS, "CDns4"),
+        ];
+        let r = run(&[f]);
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert_eq!(r.evidence.len(), 1);
+        assert_eq!(
+            r.evidence[0].what,
+            "licensing address 203.0.113.10 (license.deepgram.com) also goes by cdn.example.net, www.example.org in the capture's DNS: a shared address (CDN or round robin), shown, not a finding"
+        );
+    }
+
+    #[test]
+    fn claimed_and_inferred_licensing_names_are_shown_not_findings() {
+        let flows = [
+            graded("CClaimed", Strength::Claimed),
+            graded("CInferred", Strength::Inferred),
+            graded("CConfirmed", Strength::Confirmed),
+        ];
+        let r = run(&flows);
+        assert_eq!(r.verdict, ControlVerdict::Pass);
+        assert_eq!(r.summary, "all 3 egress flows are licensing or allowed");
+        assert_eq!(r.evidence.len(), 1);
+        assert_eq!(
+            r.evidence[0].what,
+            "2 licensing flow(s) named without a DNS answer from the capture to confirm them (1 claimed, 1 inferred): shown, not a finding"
+        );
+        assert_eq!(r.evidence[0].flow_uids, ["CClaimed", "CInferred"]);
+    }
+
+    #[test]
+    fn contradictions_ride_along_a_violation() {
+        let mut f = graded("CLic", Strength::Claimed);
+        f.name.as_mut().unwrap().window_answers_for_name = vec![seen(
+            "license.deepgram.com",
+            "198.51.100.7",
+            "192.0.2.10",
+            T0,
+            "CDns1",
+        )];
+        let unknown = flow("CUnknown", T0, None);
+        let r = run(&[f, unknown]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert!(
+            r.summary
+                .ends_with("; the capture's DNS contradicts licensing names 1 time(s)"),
+            "{}",
+            r.summary
+        );
+        assert_eq!(r.evidence.len(), 3);
     }
 }
