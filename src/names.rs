@@ -220,6 +220,8 @@ pub struct FlowFacts {
     pub addr: IpAddr,
     /// First packet time, nanoseconds since the epoch.
     pub start_nanos: i64,
+    /// Last packet time so far, nanoseconds since the epoch.
+    pub end_nanos: i64,
     /// Evidence the flow carried itself (SNI, CONNECT, Host), any order.
     pub carried: Vec<NameEvidence>,
     /// DNS evidence for `addr` as the flow began ([`NameBook::dns_evidence`] at its start).
@@ -455,11 +457,14 @@ impl NameBook {
         evidence.extend(self.operator_evidence(facts.addr));
         let mut name = choose(evidence, facts.ech)?;
         name.strength = strength;
-        if let Some(dns) = name
+        // Only a weak name is explained by an expired answer; a confirmed tunnel's deciding
+        // answer may even come after the flow began.
+        let weak = matches!(strength, Strength::Claimed | Strength::Inferred);
+        let dns = name
             .evidence
             .iter()
-            .find(|e| e.source == NameSource::DnsAnswer)
-        {
+            .find(|e| e.source == NameSource::DnsAnswer);
+        if let Some(dns) = dns.filter(|_| weak) {
             if let (Some(ttl), Some(seen)) = (dns.ttl, dns.seen_ts_nanos) {
                 if !self.in_window(seen, ttl, facts.start_nanos) {
                     name.caveats.push(format!(
@@ -480,6 +485,12 @@ impl NameBook {
         carried.sort_by_key(|e| e.source);
         let in_window = |e: &&NameEvidence| matches!((e.ttl, e.seen_ts_nanos), (Some(ttl), Some(seen)) if self.in_window(seen, ttl, facts.start_nanos));
         let same_client = |e: &&NameEvidence| e.client == Some(facts.client);
+        if let Some(connect) = carried.iter().find(|e| e.source == NameSource::HttpConnect) {
+            let (strength, answer) = self.grade_tunnel(facts, &host_of(&connect.name));
+            carried.extend(answer);
+            carried.extend(facts.dns.first().cloned());
+            return Some((strength, carried));
+        }
         let Some(claim) = carried.first() else {
             // Nothing carried: the newest answer to this client in the window, else any answer.
             let pick = facts
@@ -520,13 +531,48 @@ impl NameBook {
         Some((strength, carried))
     }
 
+    /// A CONNECT tunnel goes to the forward proxy's address by design, so its target name cannot
+    /// be tied to that address; it is confirmed when the proxy itself (the flow's responder) got
+    /// a DNS answer for the target in the window or while the tunnel was open (a proxy resolves
+    /// the target after the CONNECT arrives), and claimed otherwise.
+    fn grade_tunnel(&self, facts: &FlowFacts, target: &str) -> (Strength, Option<NameEvidence>) {
+        let answer = self
+            .answers
+            .get(target)
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|a| {
+                a.client == Some(facts.addr)
+                    && (self.in_window(a.seen_ts_nanos, a.ttl, facts.start_nanos)
+                        || (facts.start_nanos..=facts.end_nanos).contains(&a.seen_ts_nanos))
+            });
+        match answer {
+            Some(a) => {
+                let mut e = flow_evidence(NameSource::DnsAnswer, &a.name);
+                e.query = Some(a.name.clone());
+                e.ttl = Some(a.ttl);
+                e.seen_ts_nanos = Some(a.seen_ts_nanos);
+                e.client = a.client;
+                e.dns_uid = a.dns_uid.clone();
+                (Strength::Confirmed, Some(e))
+            }
+            None => (Strength::Claimed, None),
+        }
+    }
+
     /// Adds the DNS facts that speak against a name: the window's answers for the flow's own
     /// name when none gave its address, the other names its address goes by, and clients told
     /// disjoint answers for the name. Each list is capped at [`ANSWERS_SHOWN`], the rest counted.
     fn attach_contradictions(&self, name: &mut FlowName, facts: &FlowFacts) {
         let wanted = host_of(&name.name);
         let carried = name.source < NameSource::DnsAnswer;
-        if carried && name.strength != Strength::Confirmed {
+        let tunnel = name
+            .evidence
+            .iter()
+            .any(|e| e.source == NameSource::HttpConnect);
+        // A tunnel's address is the proxy's: the target's answers never give it.
+        if carried && !tunnel && name.strength != Strength::Confirmed {
             let window: Vec<&AnswerSeen> = self
                 .answers
                 .get(&wanted)
@@ -563,11 +609,19 @@ impl NameBook {
                 .take(ANSWERS_SHOWN)
                 .map(|o| o.name.as_str())
                 .collect();
-            name.caveats.push(format!(
-                "the capture's DNS also gives {} to {} (a shared address: CDN or round robin)",
-                facts.addr,
-                listed.join(", ")
-            ));
+            name.caveats.push(if tunnel {
+                format!(
+                    "an HTTP CONNECT tunnel to the proxy at {}, which the capture's DNS names {}",
+                    facts.addr,
+                    listed.join(", ")
+                )
+            } else {
+                format!(
+                    "the capture's DNS also gives {} to {} (a shared address: CDN or round robin)",
+                    facts.addr,
+                    listed.join(", ")
+                )
+            });
             name.dns_omitted += others.len().saturating_sub(ANSWERS_SHOWN) as u64;
             others.truncate(ANSWERS_SHOWN);
             name.dns_names_for_address = others;
@@ -771,6 +825,7 @@ mod tests {
             client: ip("192.0.2.10"),
             addr: ip("203.0.113.10"),
             start_nanos: start,
+            end_nanos: start + NANOS,
             carried,
             dns: book.dns_evidence(ip("203.0.113.10"), start),
             ech: false,
@@ -804,16 +859,35 @@ mod tests {
         // The SNI may also be the CNAME target the address was reached through.
         let n = name(&book, sni("edge.example.net"), T + NANOS).unwrap();
         assert_eq!(n.strength, Strength::Confirmed);
-        // CONNECT with a port is as good as SNI; an answer to another client still confirms.
+        // An answer to another client confirms the name too.
         let book = book_with(&response(), "192.0.2.99", T);
-        let connect = vec![flow_evidence(
-            NameSource::HttpConnect,
-            "license.deepgram.com:443",
-        )];
         assert_eq!(
-            name(&book, connect, T).unwrap().strength,
+            name(&book, sni(LICENSE), T).unwrap().strength,
             Strength::Confirmed
         );
+    }
+
+    #[test]
+    fn a_connect_tunnel_is_confirmed_by_the_proxys_own_answer_for_the_target() {
+        // The flow's responder (203.0.113.10 in these tests) is the forward proxy.
+        let connect = || {
+            vec![flow_evidence(
+                NameSource::HttpConnect,
+                "license.deepgram.com:443",
+            )]
+        };
+        let msg = answer(LICENSE, &["198.51.100.7"], 60);
+        // The proxy resolves the target once the CONNECT arrives: during the tunnel counts.
+        let proxy = book_with(&msg, "203.0.113.10", T + NANOS / 2);
+        let n = name(&proxy, connect(), T).unwrap();
+        assert_eq!(n.strength, Strength::Confirmed);
+        // The tunnel goes to the proxy's address by design: no contradiction with the answers.
+        assert!(n.window_answers_for_name.is_empty());
+        // An answer to the client itself does not say where the proxy went.
+        let client_only = book_with(&msg, "192.0.2.10", T);
+        let n = name(&client_only, connect(), T + NANOS).unwrap();
+        assert_eq!(n.strength, Strength::Claimed);
+        assert!(n.window_answers_for_name.is_empty());
     }
 
     #[test]

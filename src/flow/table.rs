@@ -569,6 +569,7 @@ impl FlowTable {
             client: flow.orig.0,
             addr: flow.resp.0,
             start_nanos: flow.first_ts,
+            end_nanos: flow.last_ts,
             carried: evidence,
             dns: flow.dns_evidence.clone(),
             ech: app.tls.as_ref().is_some_and(|t| t.ech),
