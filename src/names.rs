@@ -487,8 +487,9 @@ impl NameBook {
         let same_client = |e: &&NameEvidence| e.client == Some(facts.client);
         if let Some(connect) = carried.iter().find(|e| e.source == NameSource::HttpConnect) {
             let (strength, answer) = self.grade_tunnel(facts, &host_of(&connect.name));
+            // The proxy's own name for its address is no rival to the target: it is shown with
+            // the tunnel caveat instead (`dns_names_for_address`).
             carried.extend(answer);
-            carried.extend(facts.dns.first().cloned());
             return Some((strength, carried));
         }
         let Some(claim) = carried.first() else {
