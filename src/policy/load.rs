@@ -1369,7 +1369,7 @@ mod tests {
             checked += 1;
         }
         // Every key of every section but [names], which has none by default.
-        assert_eq!(checked, 29);
+        assert_eq!(checked, 30);
         let err = super::parse("schema_version = 1\n", "<built-in policy>", None).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -12,14 +12,15 @@
 //! reasons): licensing SNI to an address none of the window's answers for that name gave, to an
 //! address the DNS gives to a hosted transcription name, or a licensing name answered with
 //! disjoint addresses to two clients at the same time. Weaker evidence alone (a claimed or
-//! inferred name) and addresses shared with unrelated names (CDNs) are shown, not findings.
+//! inferred name) and addresses shared with unrelated names (CDNs) are shown on the flow's name
+//! (its strength and caveats), not here: they are not findings.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{destination_label, result};
 use crate::audit::classify::{Classified, Direction, FlowClass};
 use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence, Timestamp};
-use crate::names::{AnswerSeen, FlowName, NameEvidence, NameSource, Strength};
+use crate::names::{AnswerSeen, FlowName, NameEvidence, NameSource};
 use crate::policy::Policy;
 use crate::units::{human_bytes, rfc3339};
 
@@ -42,7 +43,7 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         .iter()
         .filter(|c| c.direction == Direction::Egress || c.class.is_licensing())
         .count();
-    let (findings, notes) = name_checks(flows, policy);
+    let findings = name_checks(flows, policy);
     if bad.is_empty() {
         let (verdict, summary) = if findings.is_empty() {
             (
@@ -58,8 +59,7 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
                 ),
             )
         };
-        let evidence = findings.into_iter().chain(notes).collect();
-        return result(ControlId::Dest, rule, verdict, summary, evidence);
+        return result(ControlId::Dest, rule, verdict, summary, findings);
     }
     // One evidence line per destination, with its flows.
     let mut by_dest: BTreeMap<String, (FlowClass, Vec<&Classified<'_>>)> = BTreeMap::new();
@@ -75,7 +75,6 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         .iter()
         .map(|(dest, (class, cs))| destination_evidence(dest, *class, cs))
         .chain(findings)
-        .chain(notes)
         .collect::<Vec<_>>();
     let names: Vec<_> = by_dest.keys().take(3).cloned().collect();
     result(
@@ -109,8 +108,10 @@ fn licensing_by_sni<'c>(c: &'c Classified<'_>) -> Option<&'c FlowName> {
     matches!(name.source, NameSource::TlsSni | NameSource::HttpConnect).then_some(name)
 }
 
-/// The name contradictions (findings) and the weaker or shared name evidence (shown only).
-fn name_checks(flows: &[Classified<'_>], policy: &Policy) -> (Vec<Evidence>, Vec<Evidence>) {
+/// The name contradictions, each a finding. Weaker evidence (claimed, inferred names) and
+/// addresses shared with unrelated names are not: they are shown on the flow's name (strength,
+/// caveats), and kept out of this evidence because every evidence line becomes an alert.
+fn name_checks(flows: &[Classified<'_>], policy: &Policy) -> Vec<Evidence> {
     let mut findings = Vec::new();
     for c in flows {
         let Some(name) = licensing_by_sni(c) else {
@@ -127,10 +128,7 @@ fn name_checks(flows: &[Classified<'_>], policy: &Policy) -> (Vec<Evidence>, Vec
         );
     }
     findings.extend(answer_conflicts(flows, policy));
-    let mut notes = Vec::new();
-    notes.extend(weak_names(flows));
-    notes.extend(shared_addresses(flows, policy));
-    (findings, notes)
+    findings
 }
 
 /// The query name of a DNS binding and every alias on its CNAME chain.
@@ -268,85 +266,6 @@ fn answer_conflicts(flows: &[Classified<'_>], policy: &Policy) -> Vec<Evidence> 
         .collect()
 }
 
-/// Shown, not a finding: licensing flows whose name rests on weaker evidence than a DNS answer
-/// agreeing with the flow's own claim.
-fn weak_names(flows: &[Classified<'_>]) -> Option<Evidence> {
-    let weak: Vec<_> = flows
-        .iter()
-        .filter(|c| c.class.is_licensing() && c.class != FlowClass::ForwardProxyLicensing)
-        .filter_map(|c| c.flow.name.as_ref().map(|n| (c, n.strength)))
-        .filter(|(_, s)| !matches!(s, Strength::Confirmed | Strength::Resolved))
-        .collect();
-    if weak.is_empty() {
-        return None;
-    }
-    let mut counts: BTreeMap<Strength, usize> = BTreeMap::new();
-    for (_, s) in &weak {
-        *counts.entry(*s).or_default() += 1;
-    }
-    let words: Vec<_> = counts
-        .iter()
-        .map(|(s, n)| format!("{n} {}", s.as_str()))
-        .collect();
-    Some(Evidence {
-        what: format!(
-            "{} licensing flow(s) named without a DNS answer from the capture to confirm them ({}): shown, not a finding",
-            weak.len(),
-            words.join(", ")
-        ),
-        flow_uids: weak
-            .iter()
-            .take(UIDS_PER_LINE)
-            .map(|(c, _)| c.flow.uid.clone())
-            .collect(),
-        ts: weak.first().map(|(c, _)| Timestamp(c.flow.ts_nanos)),
-        source: None,
-        destination: None,
-        bytes: None,
-    })
-}
-
-/// Shown, not a finding: licensing addresses the capture's DNS also gives to unrelated names
-/// (CDNs, round robin), one line per address.
-fn shared_addresses(flows: &[Classified<'_>], policy: &Policy) -> Vec<Evidence> {
-    let mut by_addr: BTreeMap<String, (BTreeSet<String>, Vec<String>, i64)> = BTreeMap::new();
-    for c in flows {
-        let Some(name) = licensing_by_sni(c) else {
-            continue;
-        };
-        let foreign: Vec<_> = name
-            .dns_names_for_address
-            .iter()
-            .filter(|e| !names_of(e).any(|n| policy.is_hosted_transcription(n)))
-            .map(|e| e.name.clone())
-            .collect();
-        if foreign.is_empty() {
-            continue;
-        }
-        let entry = by_addr
-            .entry(format!("{} ({})", c.flow.resp_h, name.name))
-            .or_insert_with(|| (BTreeSet::new(), Vec::new(), c.flow.ts_nanos));
-        entry.0.extend(foreign);
-        if entry.1.len() < UIDS_PER_LINE {
-            entry.1.push(c.flow.uid.clone());
-        }
-    }
-    by_addr
-        .into_iter()
-        .map(|(dest, (names, uids, ts))| Evidence {
-            what: format!(
-                "licensing address {dest} also goes by {} in the capture's DNS: a shared address (CDN or round robin), shown, not a finding",
-                names.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-            flow_uids: uids,
-            ts: Some(Timestamp(ts)),
-            source: None,
-            destination: Some(dest),
-            bytes: None,
-        })
-        .collect()
-}
-
 fn source_words(source: NameSource) -> &'static str {
     match source {
         NameSource::TlsSni => "TLS SNI",
@@ -400,7 +319,7 @@ mod tests {
     use super::super::test_support::{classified, flow, licensing, policy, T0};
     use super::*;
     use crate::flow::FlowRecord;
-    use crate::names::AnswerConflict;
+    use crate::names::{AnswerConflict, Strength};
 
     /// The test flows' LAN (TEST-NET-1 is no longer inside the embedded default).
     const LAN: &str = "[network]\ninternal = [\"192.0.2.0/24\"]\n";
@@ -511,13 +430,7 @@ mod tests {
         assert!(e.what.contains("licensing flow CLic from 192.0.2.10 names license.deepgram.com by TLS SNI but goes to 203.0.113.10"), "{}", e.what);
         assert!(e.what.contains("{198.51.100.7} to 192.0.2.10 at 2023-11-14T22:13:59.000000Z (TTL 60 s, DNS flow CDns1)"), "{}", e.what);
         assert_eq!(e.flow_uids, ["CLic", "CDns1"]);
-        // The claimed name is also shown as weaker evidence, after the finding.
-        assert_eq!(r.evidence.len(), 2);
-        assert!(
-            r.evidence[1].what.contains("1 claimed"),
-            "{}",
-            r.evidence[1].what
-        );
+        assert_eq!(r.evidence.len(), 1);
     }
 
     #[test]
@@ -589,11 +502,7 @@ mod tests {
         ];
         let r = run(&[f]);
         assert_eq!(r.verdict, ControlVerdict::Pass);
-        assert_eq!(r.evidence.len(), 1);
-        assert_eq!(
-            r.evidence[0].what,
-            "licensing address 203.0.113.10 (license.deepgram.com) also goes by cdn.example.net, www.example.org in the capture's DNS: a shared address (CDN or round robin), shown, not a finding"
-        );
+        assert!(r.evidence.is_empty(), "{:?}", r.evidence);
     }
 
     #[test]
@@ -606,12 +515,7 @@ mod tests {
         let r = run(&flows);
         assert_eq!(r.verdict, ControlVerdict::Pass);
         assert_eq!(r.summary, "all 3 egress flows are licensing or allowed");
-        assert_eq!(r.evidence.len(), 1);
-        assert_eq!(
-            r.evidence[0].what,
-            "2 licensing flow(s) named without a DNS answer from the capture to confirm them (1 claimed, 1 inferred): shown, not a finding"
-        );
-        assert_eq!(r.evidence[0].flow_uids, ["CClaimed", "CInferred"]);
+        assert!(r.evidence.is_empty(), "{:?}", r.evidence);
     }
 
     #[test]
@@ -633,6 +537,6 @@ mod tests {
             "{}",
             r.summary
         );
-        assert_eq!(r.evidence.len(), 3);
+        assert_eq!(r.evidence.len(), 2);
     }
 }
