@@ -16,6 +16,7 @@
 //! (its strength and caveats), not here: they are not findings.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use super::{destination_label, result};
 use crate::audit::classify::{Classified, Direction, FlowClass};
@@ -218,8 +219,9 @@ fn hosted_address(c: &Classified<'_>, name: &FlowName, dns: &NameEvidence) -> Ev
 /// Finding (c): a licensing name answered with disjoint addresses to two clients inside each
 /// other's window, once per pair of answers, with the licensing flows that carried it.
 fn answer_conflicts(flows: &[Classified<'_>], policy: &Policy) -> Vec<Evidence> {
-    let mut seen: BTreeMap<(i64, String, i64, String), (String, Vec<String>, i64)> =
-        BTreeMap::new();
+    // One line per pair of answers: (first seen, first client, second seen, second client).
+    type PairKey = (i64, Option<IpAddr>, i64, Option<IpAddr>);
+    let mut seen: BTreeMap<PairKey, Evidence> = BTreeMap::new();
     for c in flows.iter().filter(|c| c.class.is_licensing()) {
         let Some(name) = &c.flow.name else {
             continue;
@@ -231,39 +233,33 @@ fn answer_conflicts(flows: &[Classified<'_>], policy: &Policy) -> Vec<Evidence> 
         {
             let key = (
                 k.first.seen_ts_nanos,
-                format!("{:?}", k.first.client),
+                k.first.client,
                 k.second.seen_ts_nanos,
-                format!("{:?}", k.second.client),
+                k.second.client,
             );
-            let entry = seen.entry(key).or_insert_with(|| {
-                let what = format!(
+            let line = seen.entry(key).or_insert_with(|| Evidence {
+                what: format!(
                     "DNS answered {} with disjoint addresses inside each other's window: {} and {}",
                     k.name,
                     answer_seen_words(&k.first),
                     answer_seen_words(&k.second)
-                );
-                let uids = [&k.first.dns_uid, &k.second.dns_uid]
+                ),
+                flow_uids: [&k.first.dns_uid, &k.second.dns_uid]
                     .into_iter()
                     .flatten()
                     .cloned()
-                    .collect();
-                (what, uids, k.first.seen_ts_nanos)
+                    .collect(),
+                ts: Some(Timestamp(k.first.seen_ts_nanos)),
+                source: None,
+                destination: None,
+                bytes: None,
             });
-            if entry.1.len() < UIDS_PER_LINE && !entry.1.contains(&c.flow.uid) {
-                entry.1.push(c.flow.uid.clone());
+            if line.flow_uids.len() < UIDS_PER_LINE && !line.flow_uids.contains(&c.flow.uid) {
+                line.flow_uids.push(c.flow.uid.clone());
             }
         }
     }
-    seen.into_values()
-        .map(|(what, flow_uids, ts)| Evidence {
-            what,
-            flow_uids,
-            ts: Some(Timestamp(ts)),
-            source: None,
-            destination: None,
-            bytes: None,
-        })
-        .collect()
+    seen.into_values().collect()
 }
 
 fn source_words(source: NameSource) -> &'static str {
