@@ -553,33 +553,7 @@ impl FlowTable {
             }
         };
         let app = &flow.app;
-        let mut evidence = Vec::new();
-        if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_deref()) {
-            evidence.push(names::flow_evidence(NameSource::TlsSni, sni));
-        }
-        if let Some(target) = &app.connect {
-            evidence.push(names::flow_evidence(NameSource::HttpConnect, target));
-        }
-        if let Some(host) = app.http.iter().find_map(|h| h.host.as_deref()) {
-            if app.connect.is_none() {
-                evidence.push(names::flow_evidence(NameSource::HttpHost, host));
-            }
-        }
-        let mut name = self.names.name_flow(names::FlowFacts {
-            client: flow.orig.0,
-            addr: flow.resp.0,
-            start_nanos: flow.first_ts,
-            end_nanos: flow.last_ts,
-            carried: evidence,
-            dns: flow.dns_evidence.clone(),
-            ech: app.tls.as_ref().is_some_and(|t| t.ech),
-        });
-        if app.quic_seen && app.tls.is_none() {
-            if let Some(n) = name.as_mut() {
-                n.caveats
-                    .push("QUIC: the ClientHello could not be read, so no SNI".into());
-            }
-        }
+        let name = self.flow_name(flow);
         let (orig_p, resp_p) = match flow.icmp_type_code {
             // Zeek logs ICMP type and code in the port columns.
             Some((ty, code)) => (ty as u16, code as u16),
@@ -618,6 +592,40 @@ impl FlowTable {
             secrets: app.secrets.clone(),
             minutes: flow.minutes.clone(),
         }
+    }
+
+    /// The flow's destination name: what the flow said about itself (SNI, CONNECT, Host), graded
+    /// by the name book against the DNS answers seen for its address.
+    fn flow_name(&self, flow: &Flow) -> Option<crate::names::FlowName> {
+        let app = &flow.app;
+        let mut evidence = Vec::new();
+        if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_deref()) {
+            evidence.push(names::flow_evidence(NameSource::TlsSni, sni));
+        }
+        if let Some(target) = &app.connect {
+            evidence.push(names::flow_evidence(NameSource::HttpConnect, target));
+        }
+        if let Some(host) = app.http.iter().find_map(|h| h.host.as_deref()) {
+            if app.connect.is_none() {
+                evidence.push(names::flow_evidence(NameSource::HttpHost, host));
+            }
+        }
+        let mut name = self.names.name_flow(names::FlowFacts {
+            client: flow.orig.0,
+            addr: flow.resp.0,
+            start_nanos: flow.first_ts,
+            end_nanos: flow.last_ts,
+            carried: evidence,
+            dns: flow.dns_evidence.clone(),
+            ech: app.tls.as_ref().is_some_and(|t| t.ech),
+        });
+        if app.quic_seen && app.tls.is_none() {
+            if let Some(n) = name.as_mut() {
+                n.caveats
+                    .push("QUIC: the ClientHello could not be read, so no SNI".into());
+            }
+        }
+        name
     }
 
     fn record(&self, flow: Flow, reason: EndReason) -> FlowRecord {
