@@ -752,4 +752,67 @@ mod tests {
         assert_eq!(table.changed_since(21 * NANOS).len(), 0);
         assert_eq!(table.changed_since(0).len(), 10);
     }
+
+    /// A DNS response from the resolver 192.0.2.53 to `client`: license.deepgram.com is
+    /// 203.0.113.10 for 60 s.
+    fn dns_response(ts: i64, client: &str) -> Packet<'static> {
+        const WIRE: &[u8] = &[
+            0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0,
+            0, // header: response, 1 question, 1 answer
+            7, b'l', b'i', b'c', b'e', b'n', b's', b'e', 8, b'd', b'e', b'e', b'p', b'g', b'r',
+            b'a', b'm', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1, // question A IN
+            0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 10, // answer, TTL 60
+        ];
+        Packet {
+            ts_nanos: ts,
+            src: "192.0.2.53".parse().unwrap(),
+            dst: client.parse().unwrap(),
+            ip_proto: 17,
+            ip_bytes: 28 + WIRE.len() as u32,
+            vlan: None,
+            truncated: false,
+            ttl: 64,
+            checksum: crate::decode::Checksum::Good,
+            transport: L4::Udp {
+                src_port: 53,
+                dst_port: 53000,
+                payload: WIRE,
+                wire_payload_len: WIRE.len() as u32,
+            },
+        }
+    }
+
+    #[test]
+    fn an_answer_names_its_own_clients_flows_resolved_and_others_inferred() {
+        let mut table = FlowTable::new(FlowConfig::default(), NameBook::default());
+        let mut records = Vec::new();
+        // The response reaches the client first (no query seen): the client is still its
+        // originator, the side off the DNS port.
+        table.process(&dns_response(0, "192.0.2.10"), &mut |r| records.push(r));
+        table.process(&syn(NANOS, 40000), &mut |r| records.push(r));
+        let mut other = syn(NANOS, 40001);
+        other.src = "192.0.2.11".parse().unwrap();
+        table.process(&other, &mut |r| records.push(r));
+        table.finish(&mut |r| records.push(r));
+        let strength = |port: u16, src: &str| {
+            let r = records
+                .iter()
+                .find(|r| r.orig_p == port && r.orig_h.to_string() == src)
+                .expect("flow recorded");
+            r.name.as_ref().map(|n| (n.name.clone(), n.strength))
+        };
+        let dns = records.iter().find(|r| r.resp_p == 53).expect("DNS flow");
+        assert_eq!(dns.orig_h.to_string(), "192.0.2.10");
+        let mine = strength(40000, "192.0.2.10").expect("named");
+        assert_eq!(
+            mine,
+            ("license.deepgram.com".into(), names::Strength::Resolved)
+        );
+        let theirs = strength(40001, "192.0.2.11").expect("named");
+        assert_eq!(theirs.1, names::Strength::Inferred);
+        // The answer's evidence names the DNS flow that carried it.
+        let rec = records.iter().find(|r| r.orig_p == 40000).unwrap();
+        let ev = &rec.name.as_ref().unwrap().evidence[0];
+        assert_eq!(ev.dns_uid.as_deref(), Some(dns.uid.as_str()));
+    }
 }

@@ -537,6 +537,9 @@ allow = ["10.9.9.0/24:123/udp"]
             ),
             (120, 30, 10, 5000)
         );
+        assert_eq!(c.dns_answer_slack_secs, 60);
+        let strict = parse("schema_version = 1\n[dns]\nanswer_slack_seconds = 0\n").unwrap();
+        assert_eq!(strict.flow_config().dns_answer_slack_secs, 0);
         // What the policy does not cover keeps the flow table's own default.
         let table = crate::flow::FlowConfig::default();
         assert_eq!(c.close_linger_secs, table.close_linger_secs);
