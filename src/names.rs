@@ -604,6 +604,9 @@ impl NameBook {
                 others.push(e);
             }
         }
+        // Deepgram's own names first, so the cap never hides the one that matters (a hosted
+        // transcription name on a licensing address) behind a CDN's many customers.
+        others.sort_by_key(|e| !host_of(&e.name).ends_with("deepgram.com"));
         if !others.is_empty() {
             let listed: Vec<_> = others
                 .iter()
@@ -1006,6 +1009,18 @@ mod tests {
             .collect();
         assert_eq!(others, ["cdn.example.net"]);
         assert!(n.caveats.iter().any(|c| c.contains("shared address")));
+        // Past the cap, Deepgram names are kept first and the rest counted.
+        for i in 0..6 {
+            let name = format!("customer{i}.cdn.example.net");
+            let msg = answer(&name, &["203.0.113.10"], 60);
+            book.observe_dns(&msg, T, client("192.0.2.10"));
+        }
+        let hosted = answer("api.deepgram.com", &["203.0.113.10"], 60);
+        book.observe_dns(&hosted, T, client("192.0.2.11"));
+        let n = name(&book, sni(LICENSE), T + NANOS).unwrap();
+        assert_eq!(n.dns_names_for_address.len(), ANSWERS_SHOWN);
+        assert_eq!(n.dns_names_for_address[0].name, "api.deepgram.com");
+        assert_eq!(n.dns_omitted, 4);
     }
 
     #[test]
