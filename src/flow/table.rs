@@ -32,6 +32,13 @@ pub struct FlowConfig {
     pub close_linger_secs: u64,
     /// Flows held at once; past it the longest-idle flow is evicted and counted.
     pub max_flows: usize,
+    /// How long past its TTL a DNS answer still names a flow (`[dns] answer_slack_seconds`).
+    #[serde(default = "default_answer_slack_secs")]
+    pub dns_answer_slack_secs: u64,
+}
+
+fn default_answer_slack_secs() -> u64 {
+    names::DEFAULT_ANSWER_SLACK_SECS
 }
 
 impl Default for FlowConfig {
@@ -42,6 +49,7 @@ impl Default for FlowConfig {
             icmp_inactivity_secs: 60,
             close_linger_secs: 5,
             max_flows: 1_000_000,
+            dns_answer_slack_secs: names::DEFAULT_ANSWER_SLACK_SECS,
         }
     }
 }
@@ -117,6 +125,7 @@ struct Flow {
     missed_counted: [u64; 2],
     udp_history: String,
     app: AppState,
+    /// DNS answers for the responder's address seen before the flow began (naming evidence).
     dns_evidence: Vec<crate::names::NameEvidence>,
     icmp_type_code: Option<(u8, u8)>,
 }
@@ -231,7 +240,8 @@ fn likely_server_port(port: u16) -> bool {
 
 impl FlowTable {
     /// An empty table.
-    pub fn new(config: FlowConfig, names: NameBook) -> Self {
+    pub fn new(config: FlowConfig, mut names: NameBook) -> Self {
+        names.set_answer_slack_secs(config.dns_answer_slack_secs);
         FlowTable {
             flows: LinkedHashMap::new(),
             config,
@@ -352,8 +362,18 @@ impl FlowTable {
             flow.bad_checksums[dir] += 1;
         }
         let names = &mut self.names;
+        // The answer's client is the DNS flow's originator (the response's destination); its
+        // uid is computed only when an answer arrives, from copies, as the flow is borrowed below.
+        let id = UidParts::of(flow);
         let mut on_event = |event: AppEvent<'_>| match event {
-            AppEvent::Dns(msg) => names.observe_dns(msg, now),
+            AppEvent::Dns(msg) => {
+                let uid = id.uid();
+                let client = names::DnsClient {
+                    addr: id.orig.0,
+                    uid: &uid,
+                };
+                names.observe_dns(msg, now, client);
+            }
         };
         match pkt.transport {
             L4::Tcp(seg) => {
@@ -569,35 +589,14 @@ impl FlowTable {
             }
         };
         let app = &flow.app;
-        let mut evidence = Vec::new();
-        if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_deref()) {
-            evidence.push(names::flow_evidence(NameSource::TlsSni, sni));
-        }
-        if let Some(target) = &app.connect {
-            evidence.push(names::flow_evidence(NameSource::HttpConnect, target));
-        }
-        if let Some(host) = app.http.iter().find_map(|h| h.host.as_deref()) {
-            if app.connect.is_none() {
-                evidence.push(names::flow_evidence(NameSource::HttpHost, host));
-            }
-        }
-        evidence.extend(flow.dns_evidence.iter().take(1).cloned());
-        evidence.extend(self.names.operator_evidence(flow.resp.0));
-        let ech = app.tls.as_ref().is_some_and(|t| t.ech);
-        let mut name = names::choose(evidence, ech, flow.first_ts);
-        if app.quic_seen && app.tls.is_none() {
-            if let Some(n) = name.as_mut() {
-                n.caveats
-                    .push("QUIC: the ClientHello could not be read, so no SNI".into());
-            }
-        }
+        let name = self.flow_name(flow);
         let (orig_p, resp_p) = match flow.icmp_type_code {
             // Zeek logs ICMP type and code in the port columns.
             Some((ty, code)) => (ty as u16, code as u16),
             None => (flow.orig.1, flow.resp.1),
         };
         FlowRecord {
-            uid: uid(flow),
+            uid: UidParts::of(flow).uid(),
             ts_nanos: flow.first_ts,
             last_ts_nanos: flow.last_ts,
             proto: flow.proto,
@@ -635,6 +634,40 @@ impl FlowTable {
         }
     }
 
+    /// The flow's destination name: what the flow said about itself (SNI, CONNECT, Host), graded
+    /// by the name book against the DNS answers seen for its address.
+    fn flow_name(&self, flow: &Flow) -> Option<crate::names::FlowName> {
+        let app = &flow.app;
+        let mut evidence = Vec::new();
+        if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_deref()) {
+            evidence.push(names::flow_evidence(NameSource::TlsSni, sni));
+        }
+        if let Some(target) = &app.connect {
+            evidence.push(names::flow_evidence(NameSource::HttpConnect, target));
+        }
+        if let Some(host) = app.http.iter().find_map(|h| h.host.as_deref()) {
+            if app.connect.is_none() {
+                evidence.push(names::flow_evidence(NameSource::HttpHost, host));
+            }
+        }
+        let mut name = self.names.name_flow(names::FlowFacts {
+            client: flow.orig.0,
+            addr: flow.resp.0,
+            start_nanos: flow.first_ts,
+            end_nanos: flow.last_ts,
+            carried: evidence,
+            dns: flow.dns_evidence.clone(),
+            ech: app.tls.as_ref().is_some_and(|t| t.ech),
+        });
+        if app.quic_seen && app.tls.is_none() {
+            if let Some(n) = name.as_mut() {
+                n.caveats
+                    .push("QUIC: the ClientHello could not be read, so no SNI".into());
+            }
+        }
+        name
+    }
+
     fn record(&self, flow: Flow, reason: EndReason) -> FlowRecord {
         self.snapshot(&flow, reason)
     }
@@ -662,33 +695,56 @@ fn is_icmp_reply(icmp_type: u8, v6: bool) -> bool {
     matches!((v6, icmp_type), (false, 0 | 14 | 16 | 18) | (true, 129))
 }
 
-/// Zeek-style uid: `C` and 17 base-62 digits, a deterministic function of the flow's key, start
-/// time and creation order, so the same capture always gives the same uids.
-fn uid(flow: &Flow) -> String {
-    // FNV-1a over the identifying fields (no randomness: reproducible evidence ids).
-    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
-    let prime: u128 = 0x0000000001000000000000000000013B;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= *b as u128;
-            hash = hash.wrapping_mul(prime);
+/// What a flow's uid is made of: its key, start time and creation order (all `Copy`, so a uid
+/// can be made while the flow itself is borrowed).
+#[derive(Clone, Copy)]
+struct UidParts {
+    first_ts: i64,
+    seq_no: u64,
+    orig: (IpAddr, u16),
+    resp: (IpAddr, u16),
+    ip_proto: u8,
+}
+
+impl UidParts {
+    fn of(flow: &Flow) -> Self {
+        UidParts {
+            first_ts: flow.first_ts,
+            seq_no: flow.seq_no,
+            orig: flow.orig,
+            resp: flow.resp,
+            ip_proto: flow.ip_proto,
         }
-    };
-    feed(&flow.first_ts.to_le_bytes());
-    feed(&flow.seq_no.to_le_bytes());
-    feed(flow.orig.0.to_string().as_bytes());
-    feed(&flow.orig.1.to_le_bytes());
-    feed(flow.resp.0.to_string().as_bytes());
-    feed(&flow.resp.1.to_le_bytes());
-    feed(&[flow.ip_proto]);
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut s = String::with_capacity(18);
-    s.push('C');
-    for _ in 0..17 {
-        s.push(DIGITS[(hash % 62) as usize] as char);
-        hash /= 62;
     }
-    s
+
+    /// Zeek-style uid: `C` and 17 base-62 digits, a deterministic function of the flow's key,
+    /// start time and creation order, so the same capture always gives the same uids.
+    fn uid(&self) -> String {
+        // FNV-1a over the identifying fields (no randomness: reproducible evidence ids).
+        let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+        let prime: u128 = 0x0000000001000000000000000000013B;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                hash ^= *b as u128;
+                hash = hash.wrapping_mul(prime);
+            }
+        };
+        feed(&self.first_ts.to_le_bytes());
+        feed(&self.seq_no.to_le_bytes());
+        feed(self.orig.0.to_string().as_bytes());
+        feed(&self.orig.1.to_le_bytes());
+        feed(self.resp.0.to_string().as_bytes());
+        feed(&self.resp.1.to_le_bytes());
+        feed(&[self.ip_proto]);
+        const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut s = String::with_capacity(18);
+        s.push('C');
+        for _ in 0..17 {
+            s.push(DIGITS[(hash % 62) as usize] as char);
+            hash /= 62;
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -825,5 +881,68 @@ mod tests {
         let minutes = acked_unseen("192.0.2.10", "203.0.113.10", None);
         // ceil(3000 / 1460) = 3 segments of 40 header bytes.
         assert_eq!(minutes[1].orig_missed_ip_bytes, 3000 + 3 * 40);
+    }
+
+    /// A DNS response from the resolver 192.0.2.53 to `client`: license.deepgram.com is
+    /// 203.0.113.10 for 60 s.
+    fn dns_response(ts: i64, client: &str) -> Packet<'static> {
+        const WIRE: &[u8] = &[
+            0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0,
+            0, // header: response, 1 question, 1 answer
+            7, b'l', b'i', b'c', b'e', b'n', b's', b'e', 8, b'd', b'e', b'e', b'p', b'g', b'r',
+            b'a', b'm', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1, // question A IN
+            0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 10, // answer, TTL 60
+        ];
+        Packet {
+            ts_nanos: ts,
+            src: "192.0.2.53".parse().unwrap(),
+            dst: client.parse().unwrap(),
+            ip_proto: 17,
+            ip_bytes: 28 + WIRE.len() as u32,
+            vlan: None,
+            truncated: false,
+            ttl: 64,
+            checksum: crate::decode::Checksum::Good,
+            transport: L4::Udp {
+                src_port: 53,
+                dst_port: 53000,
+                payload: WIRE,
+                wire_payload_len: WIRE.len() as u32,
+            },
+        }
+    }
+
+    #[test]
+    fn an_answer_names_its_own_clients_flows_resolved_and_others_inferred() {
+        let mut table = FlowTable::new(FlowConfig::default(), NameBook::default());
+        let mut records = Vec::new();
+        // The response reaches the client first (no query seen): the client is still its
+        // originator, the side off the DNS port.
+        table.process(&dns_response(0, "192.0.2.10"), &mut |r| records.push(r));
+        table.process(&syn(NANOS, 40000), &mut |r| records.push(r));
+        let mut other = syn(NANOS, 40001);
+        other.src = "192.0.2.11".parse().unwrap();
+        table.process(&other, &mut |r| records.push(r));
+        table.finish(&mut |r| records.push(r));
+        let strength = |port: u16, src: &str| {
+            let r = records
+                .iter()
+                .find(|r| r.orig_p == port && r.orig_h.to_string() == src)
+                .expect("flow recorded");
+            r.name.as_ref().map(|n| (n.name.clone(), n.strength))
+        };
+        let dns = records.iter().find(|r| r.resp_p == 53).expect("DNS flow");
+        assert_eq!(dns.orig_h.to_string(), "192.0.2.10");
+        let mine = strength(40000, "192.0.2.10").expect("named");
+        assert_eq!(
+            mine,
+            ("license.deepgram.com".into(), names::Strength::Resolved)
+        );
+        let theirs = strength(40001, "192.0.2.11").expect("named");
+        assert_eq!(theirs.1, names::Strength::Inferred);
+        // The answer's evidence names the DNS flow that carried it.
+        let rec = records.iter().find(|r| r.orig_p == 40000).unwrap();
+        let ev = &rec.name.as_ref().unwrap().evidence[0];
+        assert_eq!(ev.dns_uid.as_deref(), Some(dns.uid.as_str()));
     }
 }

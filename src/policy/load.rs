@@ -264,6 +264,7 @@ struct RawDns {
     max_label_entropy: Float,
     entropy_min_label_length: Int,
     max_txt_queries_per_minute: Int,
+    answer_slack_seconds: Int,
 }
 
 #[derive(Deserialize, Default)]
@@ -746,6 +747,12 @@ impl Cx<'_> {
                 1,
                 |p| p.dns.max_txt_queries_per_minute,
             )?,
+            answer_slack_seconds: self.int(
+                raw.answer_slack_seconds,
+                "dns.answer_slack_seconds",
+                0,
+                |p| p.dns.answer_slack_seconds,
+            )?,
         })
     }
 
@@ -1018,6 +1025,7 @@ mod tests {
         assert_eq!(p.dns.max_label_entropy, 4.0);
         assert_eq!(p.dns.entropy_min_label_length, 20);
         assert_eq!(p.dns.max_txt_queries_per_minute, 30);
+        assert_eq!(p.dns.answer_slack_seconds, 60);
         assert_eq!(p.flows.tcp_timeout_seconds, 300);
         assert_eq!(p.flows.udp_timeout_seconds, 60);
         assert_eq!(p.flows.icmp_timeout_seconds, 60);
@@ -1361,7 +1369,7 @@ mod tests {
             checked += 1;
         }
         // Every key of every section but [names], which has none by default.
-        assert_eq!(checked, 29);
+        assert_eq!(checked, 30);
         let err = super::parse("schema_version = 1\n", "<built-in policy>", None).unwrap_err();
         assert_eq!(
             err.to_string(),

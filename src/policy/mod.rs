@@ -150,6 +150,14 @@ pub struct DnsPolicy {
     pub entropy_min_label_length: usize,
     /// TXT queries per minute from one source to one registered domain.
     pub max_txt_queries_per_minute: u64,
+    /// How long past its TTL a DNS answer still names a flow, in seconds: an answer is evidence
+    /// for a flow starting between the answer and answer + TTL + this slack.
+    #[serde(default = "default_answer_slack_seconds")]
+    pub answer_slack_seconds: u64,
+}
+
+fn default_answer_slack_seconds() -> u64 {
+    crate::names::DEFAULT_ANSWER_SLACK_SECS
 }
 
 /// `[flows]`: flow table timeouts and memory cap.
@@ -284,6 +292,7 @@ impl Policy {
             udp_inactivity_secs: self.flows.udp_timeout_seconds,
             icmp_inactivity_secs: self.flows.icmp_timeout_seconds,
             max_flows: self.flows.max_flows,
+            dns_answer_slack_secs: self.dns.answer_slack_seconds,
             ..crate::flow::FlowConfig::default()
         }
     }
@@ -546,6 +555,9 @@ allow = ["10.9.9.0/24:123/udp"]
             ),
             (120, 30, 10, 5000)
         );
+        assert_eq!(c.dns_answer_slack_secs, 60);
+        let strict = parse("schema_version = 1\n[dns]\nanswer_slack_seconds = 0\n").unwrap();
+        assert_eq!(strict.flow_config().dns_answer_slack_secs, 0);
         // What the policy does not cover keeps the flow table's own default.
         let table = crate::flow::FlowConfig::default();
         assert_eq!(c.close_linger_secs, table.close_linger_secs);

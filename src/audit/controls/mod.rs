@@ -91,7 +91,7 @@ pub fn run_all(
     checkins: &BTreeMap<IpAddr, Vec<(i64, String)>>,
 ) -> Vec<ControlResult> {
     vec![
-        dest::dest(flows),
+        dest::dest(flows, policy),
         tls::tls(flows, policy),
         volume::volume(policy, licensing),
         duration::duration(flows, policy),
@@ -112,7 +112,7 @@ pub(super) mod test_support {
     use crate::decode::DecodeStats;
     use crate::flow::record::{test_record, MinuteSlice};
     use crate::flow::{FlowRecord, FlowStats};
-    use crate::names::{Confidence, FlowName, NameSource};
+    use crate::names::{NameSource, Strength};
     use crate::pipeline::PassSummary;
     use crate::policy::Policy;
     use crate::units::NANOS;
@@ -121,18 +121,19 @@ pub(super) mod test_support {
     pub const T0: i64 = 1_700_000_040 * NANOS;
 
     /// [`test_record`] with its own uid, first packet at `ts_nanos` and a destination name, as a
-    /// ClientHello would have given it.
+    /// ClientHello would have given it and a DNS answer in its window confirmed it.
     pub fn flow(uid: &str, ts_nanos: i64, name: Option<&str>) -> FlowRecord {
         let mut f = test_record();
         f.uid = uid.into();
         f.ts_nanos = ts_nanos;
         f.last_ts_nanos = ts_nanos + NANOS / 2;
-        f.name = name.map(|n| FlowName {
-            name: n.into(),
-            source: NameSource::TlsSni,
-            confidence: Confidence::High,
-            evidence: Vec::new(),
-            caveats: Vec::new(),
+        f.name = name.and_then(|n| {
+            let mut name = crate::names::choose(
+                vec![crate::names::flow_evidence(NameSource::TlsSni, n)],
+                false,
+            )?;
+            name.strength = Strength::Confirmed;
+            Some(name)
         });
         f
     }
