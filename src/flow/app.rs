@@ -4,9 +4,24 @@
 //! Only a flow's opening bytes are buffered (the ClientHello, request headers, a DNS message):
 //! once a direction has told what it is, buffering stops, so bulk transfers are never copied.
 //! Buffers are capped; a parser still waiting at the cap gives up and the flow is marked.
+//!
+//! Evasion (Ptacek & Newsham): every TCP segment is also compared with the direction's remembered
+//! opening bytes ([`overlap`]). A bad-checksum copy is read at once (host captures with checksum
+//! offload have nothing else), but when a good copy of the same range arrives it takes over: the
+//! flow's names are read again from the good bytes and the bad copy's names become alternates.
+//! That is the outcome of holding the bad copy aside until a good one comes or the flow ends,
+//! without a flush at flow end, so interim and live snapshots are always current. Any two copies
+//! that differ are recorded as conflicts, with the names of the other reading.
+//!
+//! Credentials are looked for in every cleartext payload, across segment boundaries (a short tail
+//! of each direction is kept and its seam with the next segment scanned), in DNS names, SNI and
+//! Host headers; names that carry one are kept only redacted.
 
-use crate::flow::record::{DnsSummary, HttpSummary, SecretSighting, TlsSummary};
-use crate::inspect::dns::{self, DnsMessage};
+mod overlap;
+mod readings;
+
+use crate::flow::record::{DnsSummary, HttpSummary, SecretSighting, StreamConflicts, TlsSummary};
+use crate::inspect::dns::{self, DnsData, DnsMessage};
 use crate::inspect::http::{self, HttpRequest};
 use crate::inspect::quic::{self, QuicClientHelloAssembler};
 use crate::inspect::secrets;
@@ -24,6 +39,33 @@ const MAX_HTTP: usize = 16;
 const MAX_DNS_NAMES: usize = 32;
 /// Credential sightings kept per flow.
 const MAX_SECRETS: usize = 8;
+/// Conflicts kept per flow (all are counted).
+const MAX_CONFLICTS: usize = 8;
+/// Alternate names kept per flow, per kind.
+const MAX_ALTERNATES: usize = 8;
+/// Bytes of a direction's last segment kept to find a credential split across two segments
+/// (a header name and a 40-digit key, or the start of a long bearer token).
+const SEAM: usize = 256;
+
+/// One TCP segment's payload, as the flow table hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpData<'a> {
+    /// 0 = from the originator, 1 = from the responder.
+    pub dir: usize,
+    /// Stream offset of `payload[0]` (0 = first byte after the SYN).
+    pub offset: u64,
+    pub payload: &'a [u8],
+    /// The packet's IPv4 header or TCP checksum was wrong.
+    pub bad_checksum: bool,
+}
+
+/// The last bytes of a direction's stream, for the seam with its next segment.
+#[derive(Debug, Default)]
+struct Seam {
+    /// Stream offset just past `tail`.
+    end: u64,
+    tail: Vec<u8>,
+}
 
 /// The in-order prefix of one direction's byte stream.
 #[derive(Debug, Default)]
@@ -138,6 +180,11 @@ pub struct AppState {
     pub connect: Option<String>,
     pub secrets: Vec<SecretSighting>,
     pub quic_seen: bool,
+    /// Each direction's opening bytes, to compare later copies with.
+    prefixes: [overlap::Prefix; 2],
+    /// Data that read two ways, and the names of the other readings.
+    conflicts: Option<Box<StreamConflicts>>,
+    seams: [Seam; 2],
     /// Time of the packet being inspected.
     now_nanos: i64,
 }
@@ -168,23 +215,48 @@ impl AppState {
         (!parts.is_empty()).then(|| parts.join(","))
     }
 
-    /// TCP payload from direction `dir` (0 = originator) at stream `offset`.
+    /// Overlapping data that read two ways, if any (for the flow record).
+    pub fn stream_conflicts(&self) -> Option<StreamConflicts> {
+        self.conflicts.as_deref().cloned()
+    }
+
+    /// A TCP segment's payload.
     pub fn tcp(
         &mut self,
-        dir: usize,
-        offset: u64,
-        payload: &[u8],
+        seg: TcpData<'_>,
         ts_nanos: i64,
         ports: (u16, u16),
         on_event: &mut impl FnMut(AppEvent<'_>),
     ) {
+        let TcpData {
+            dir,
+            offset,
+            payload,
+            bad_checksum,
+        } = seg;
         if payload.is_empty() {
             return;
         }
         self.now_nanos = ts_nanos;
         if self.plaintext {
-            self.scan_secrets(dir, payload, ts_nanos);
+            self.scan_segment(dir, offset, payload, ts_nanos);
         }
+        self.read_stream(dir, offset, payload, ports, on_event);
+        // After the parsers, so a conflict can correct or complete what they read.
+        for clash in self.prefixes[dir].observe(offset, payload, bad_checksum) {
+            self.note_clash(dir, &clash);
+        }
+    }
+
+    /// Feeds the parsers of direction `dir` with the segment.
+    fn read_stream(
+        &mut self,
+        dir: usize,
+        offset: u64,
+        payload: &[u8],
+        ports: (u16, u16),
+        on_event: &mut impl FnMut(AppEvent<'_>),
+    ) {
         if self.reading[dir] == Reading::Done {
             return;
         }
@@ -258,6 +330,11 @@ impl AppState {
                 self.plaintext = true;
                 let data = std::mem::take(&mut self.streams[dir].data);
                 self.scan_secrets(dir, &data, self.now_nanos);
+                // Later segments continue this buffer: their seam is with its end.
+                self.seams[dir] = Seam {
+                    end: self.streams[dir].end(),
+                    tail: data[data.len().saturating_sub(SEAM)..].to_vec(),
+                };
                 self.streams[dir].data = data;
             }
         }
@@ -275,7 +352,8 @@ impl AppState {
         if dir == 0 {
             match tls::parse_client_hello(view) {
                 Parse::Done(hello) => {
-                    self.tls = Some(summary(&hello, false));
+                    let tls = self.hello_summary(&hello, false);
+                    self.tls = Some(tls);
                     self.reading[0] = Reading::Done;
                     true
                 }
@@ -336,14 +414,16 @@ impl AppState {
 
     fn note_request(&mut self, req: &HttpRequest) {
         if req.method.eq_ignore_ascii_case("CONNECT") {
-            self.connect = http::connect_authority(req).map(|(h, p)| format!("{h}:{p}"));
+            let target = http::connect_authority(req).map(|(h, p)| format!("{h}:{p}"));
+            self.connect = target.map(|t| self.shown_name(0, &t));
         }
         if self.http.len() < MAX_HTTP {
             let target = req.target.split('?').next().unwrap_or("").to_string();
+            let host = req.host.as_deref().map(|h| self.shown_name(0, h));
             self.http.push(HttpSummary {
                 method: req.method.clone(),
                 target: secrets::redact_text(&target),
-                host: req.host.clone(),
+                host,
                 content_length: req.content_length,
                 websocket: req.websocket,
                 status: None,
@@ -375,8 +455,8 @@ impl AppState {
             return false;
         }
         for msg in messages.iter().flatten() {
-            self.note_dns(msg);
-            on_event(AppEvent::Dns(msg));
+            self.note_dns(msg, dir, self.now_nanos);
+            emit_dns(msg, on_event);
         }
         self.streams[dir].consume(consumed);
         true
@@ -387,16 +467,27 @@ impl AppState {
         &mut self,
         dir: usize,
         payload: &[u8],
+        ts_nanos: i64,
         ports: (u16, u16),
         on_event: &mut impl FnMut(AppEvent<'_>),
     ) {
+        self.now_nanos = ts_nanos;
         if is_dns_port(ports.0) || is_dns_port(ports.1) {
             if let Ok(msg) = dns::parse_message(payload) {
-                self.note_dns(&msg);
-                on_event(AppEvent::Dns(&msg));
+                self.note_dns(&msg, dir, ts_nanos);
+                emit_dns(&msg, on_event);
             }
             return;
         }
+        self.read_quic(dir, payload);
+        if !self.quic_seen {
+            // Neither DNS nor QUIC: whatever it is travels in clear.
+            self.scan_secrets(dir, payload, ts_nanos);
+        }
+    }
+
+    /// Reads a QUIC Initial's ClientHello from the originator's datagrams.
+    fn read_quic(&mut self, dir: usize, payload: &[u8]) {
         if dir != 0
             || self
                 .tls
@@ -417,7 +508,7 @@ impl AppState {
         };
         match assembler.feed(payload) {
             Parse::Done(hello) => {
-                self.tls = Some(summary(&hello, true));
+                self.tls = Some(self.hello_summary(&hello, true));
                 self.quic = None;
             }
             Parse::NeedMore => {}
@@ -425,7 +516,8 @@ impl AppState {
         }
     }
 
-    fn note_dns(&mut self, msg: &DnsMessage) {
+    fn note_dns(&mut self, msg: &DnsMessage, dir: usize, ts_nanos: i64) {
+        let mut found = Vec::new();
         let summary = self.dns.get_or_insert_with(DnsSummary::default);
         if msg.response {
             summary.responses += 1;
@@ -441,9 +533,62 @@ impl AppState {
             }
             let longest = q.name.split('.').map(str::len).max().unwrap_or(0);
             summary.longest_label = summary.longest_label.max(longest);
-            if summary.names.len() < MAX_DNS_NAMES && !summary.names.contains(&q.name) {
-                summary.names.push(q.name.clone());
+            // A key used as a label is a credential in clear, and must not be printed.
+            let (hits, shown) = secrets::scan_dns_name(&q.name);
+            found.extend(hits);
+            if summary.names.len() < MAX_DNS_NAMES && !summary.names.contains(&shown) {
+                summary.names.push(shown);
             }
+        }
+        for hit in found {
+            self.note_secret(dir, &hit, ts_nanos);
+        }
+    }
+
+    /// `name` (an SNI, Host or CONNECT target sent by direction `dir`) as it may be shown: a
+    /// credential in it is reported and redacted.
+    fn shown_name(&mut self, dir: usize, name: &str) -> String {
+        let (hits, shown) = secrets::scan_dns_name(name);
+        for hit in &hits {
+            self.note_secret(dir, hit, self.now_nanos);
+        }
+        shown
+    }
+
+    /// The TLS summary of a ClientHello, its SNI redacted if it carries a credential.
+    fn hello_summary(&mut self, hello: &ClientHello, quic: bool) -> TlsSummary {
+        let mut tls = summary(hello, quic);
+        tls.sni = tls.sni.map(|sni| self.shown_name(0, &sni));
+        tls
+    }
+
+    /// Scans a cleartext segment, and the seam between it and the direction's previous segment.
+    fn scan_segment(&mut self, dir: usize, offset: u64, payload: &[u8], ts_nanos: i64) {
+        self.scan_secrets(dir, payload, ts_nanos);
+        let seam = &mut self.seams[dir];
+        let end = offset + payload.len() as u64;
+        if end <= seam.end {
+            return; // a retransmission: the seam is unchanged
+        }
+        let hits = if offset == seam.end {
+            secrets::find_across(&seam.tail, &payload[..payload.len().min(SEAM)])
+        } else {
+            // A gap or a partial overlap: the next seam starts from this segment alone.
+            seam.tail.clear();
+            Vec::new()
+        };
+        if payload.len() >= SEAM {
+            seam.tail.clear();
+            seam.tail
+                .extend_from_slice(&payload[payload.len() - SEAM..]);
+        } else {
+            seam.tail.extend_from_slice(payload);
+            let excess = seam.tail.len().saturating_sub(SEAM);
+            seam.tail.drain(..excess);
+        }
+        seam.end = end;
+        for hit in &hits {
+            self.note_secret(dir, hit, ts_nanos);
         }
     }
 
@@ -452,21 +597,140 @@ impl AppState {
             return;
         }
         for hit in secrets::find_secrets(payload) {
-            let redacted = secrets::redact(&hit.value);
-            if self.secrets.iter().any(|s| s.redacted == redacted) {
-                continue;
+            self.note_secret(dir, &hit, ts_nanos);
+        }
+    }
+
+    /// Keeps a sighting of `hit` (redacted), once per distinct secret.
+    fn note_secret(&mut self, dir: usize, hit: &secrets::SecretHit, ts_nanos: i64) {
+        if self.secrets.len() >= MAX_SECRETS {
+            return;
+        }
+        let redacted = secrets::redact(&hit.value);
+        if self.secrets.iter().any(|s| s.redacted == redacted) {
+            return;
+        }
+        self.secrets.push(SecretSighting {
+            kind: hit.kind.as_str().to_string(),
+            redacted,
+            ts_nanos,
+            direction: if dir == 0 { "orig" } else { "resp" }.to_string(),
+        });
+    }
+
+    /// Records a conflict and, in the originator's stream, reads the names of both readings.
+    fn note_clash(&mut self, dir: usize, clash: &overlap::Clash) {
+        let prefix = &self.prefixes[dir];
+        let primary = prefix.reading().to_vec();
+        let other = prefix.reading_with(clash.offset, clash.other());
+        let record = readings::conflict_record(dir, clash, &primary, &other);
+        let conflicts = self.conflicts.get_or_insert_with(Box::default);
+        conflicts.count += 1;
+        if conflicts.conflicts.len() < MAX_CONFLICTS {
+            conflicts.conflicts.push(record);
+        }
+        if dir != 0 {
+            return; // names come from the originator
+        }
+        let primary = readings::names_in(&primary);
+        if clash.second_is_primary {
+            self.adopt(&primary);
+        }
+        let other = readings::names_in(&other);
+        let sni = other.hello.as_ref().and_then(|h| h.sni.as_deref());
+        if sni != primary.hello.as_ref().and_then(|h| h.sni.as_deref()) {
+            self.alternate(sni, |c| &mut c.alternate_sni);
+        }
+        for (i, host) in other.hosts.iter().enumerate() {
+            if primary.hosts.get(i) != Some(host) {
+                self.alternate(host.as_deref(), |c| &mut c.alternate_hosts);
             }
-            self.secrets.push(SecretSighting {
-                kind: hit.kind.as_str().to_string(),
-                redacted,
-                ts_nanos,
-                direction: if dir == 0 { "orig" } else { "resp" }.to_string(),
-            });
-            if self.secrets.len() >= MAX_SECRETS {
-                return;
+        }
+        if other.connect != primary.connect {
+            self.alternate(other.connect.as_deref(), |c| &mut c.alternate_connect);
+        }
+    }
+
+    /// A good-checksum copy took over a bad one: the flow's names follow the good reading, and
+    /// what the bad copy had said becomes an alternate.
+    fn adopt(&mut self, good: &readings::Names) {
+        if let Some(hello) = &good.hello {
+            let mut tls = self.hello_summary(hello, false);
+            let old = self.tls.take();
+            tls.server_alert = old.as_ref().and_then(|t| t.server_alert);
+            if let Some(sni) = old
+                .and_then(|t| t.sni)
+                .filter(|s| tls.sni.as_ref() != Some(s))
+            {
+                self.alternate(Some(&sni), |c| &mut c.alternate_sni);
+            }
+            self.tls = Some(tls);
+        }
+        for (i, host) in good.hosts.iter().enumerate() {
+            let shown = host.as_deref().map(|h| self.shown_name(0, h));
+            let Some(summary) = self.http.get_mut(i) else {
+                break;
+            };
+            if summary.host != shown {
+                let old = std::mem::replace(&mut summary.host, shown);
+                self.alternate(old.as_deref(), |c| &mut c.alternate_hosts);
+            }
+        }
+        if let Some(target) = &good.connect {
+            let shown = self.shown_name(0, target);
+            if self.connect.as_ref() != Some(&shown) {
+                let old = self.connect.replace(shown);
+                self.alternate(old.as_deref(), |c| &mut c.alternate_connect);
             }
         }
     }
+
+    /// Adds `name` (redacted if it carries a credential) to one list of alternate names.
+    fn alternate(
+        &mut self,
+        name: Option<&str>,
+        list: fn(&mut StreamConflicts) -> &mut Vec<String>,
+    ) {
+        let Some(name) = name else {
+            return;
+        };
+        let shown = self.shown_name(0, name);
+        let list = list(self.conflicts.get_or_insert_with(Box::default));
+        if list.len() < MAX_ALTERNATES && !list.contains(&shown) {
+            list.push(shown);
+        }
+    }
+}
+
+/// Hands a DNS message to the name book, with any credential in its names redacted (the book's
+/// names end up in reports). Copies the message only when it carries one.
+fn emit_dns(msg: &DnsMessage, on_event: &mut impl FnMut(AppEvent<'_>)) {
+    let names = msg
+        .questions
+        .iter()
+        .map(|q| &q.name)
+        .chain(msg.answers.iter().map(|a| &a.name))
+        .chain(msg.answers.iter().filter_map(|a| match &a.data {
+            DnsData::Cname(target) => Some(target),
+            _ => None,
+        }));
+    let dirty = names.into_iter().any(|n| secrets::dns_name_has_secret(n));
+    if !dirty {
+        on_event(AppEvent::Dns(msg));
+        return;
+    }
+    let shown = |n: &str| secrets::scan_dns_name(n).1;
+    let mut clean = msg.clone();
+    for q in &mut clean.questions {
+        q.name = shown(&q.name);
+    }
+    for a in &mut clean.answers {
+        a.name = shown(&a.name);
+        if let DnsData::Cname(target) = &mut a.data {
+            *target = shown(target);
+        }
+    }
+    on_event(AppEvent::Dns(&clean));
 }
 
 fn summary(hello: &ClientHello, quic: bool) -> TlsSummary {
