@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod cli;
 mod corpus;
+mod evasion;
 mod live;
 mod report;
 mod scenarios;

@@ -332,7 +332,7 @@ impl AppState {
                 self.scan_secrets(dir, &data, self.now_nanos);
                 // Later segments continue this buffer: their seam is with its end.
                 self.seams[dir] = Seam {
-                    end: self.streams[dir].end(),
+                    end: self.streams[dir].start + data.len() as u64,
                     tail: data[data.len().saturating_sub(SEAM)..].to_vec(),
                 };
                 self.streams[dir].data = data;

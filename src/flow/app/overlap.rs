@@ -112,22 +112,25 @@ impl Prefix {
         clashes
     }
 
-    /// Runs of already-seen bytes that `bytes` (at `start`) contradict. A run ends at a byte not
-    /// seen before or at a byte that agrees with its earlier copy.
+    /// Where `bytes` (at `start`) contradict bytes seen before: one [`Clash`] from the first to
+    /// the last differing byte, split only where a byte was never seen (so both sides of a clash
+    /// are whole readings of the same range).
     fn compare(&self, start: usize, bytes: &[u8], bad: bool) -> Vec<Clash> {
         let mut clashes = Vec::new();
-        let mut run: Option<usize> = None;
-        for k in 0..=bytes.len() {
+        // First and last differing index (into `bytes`) of the open run.
+        let mut run: Option<(usize, usize)> = None;
+        for (k, &b) in bytes.iter().enumerate() {
             let i = start + k;
-            let differs = k < bytes.len() && bit(&self.filled, i) && self.data[i] != bytes[k];
-            match (differs, run) {
-                (true, None) => run = Some(k),
-                (false, Some(from)) => {
-                    clashes.push(self.clash(start, from..k, bytes, bad));
-                    run = None;
+            if !bit(&self.filled, i) {
+                if let Some((from, last)) = run.take() {
+                    clashes.push(self.clash(start, from..last + 1, bytes, bad));
                 }
-                _ => {}
+            } else if self.data[i] != b {
+                run = Some(run.map_or((k, k), |(from, _)| (from, k)));
             }
+        }
+        if let Some((from, last)) = run {
+            clashes.push(self.clash(start, from..last + 1, bytes, bad));
         }
         clashes
     }
@@ -223,6 +226,13 @@ mod tests {
         let c = p.observe(2, b"xa____yycc", false);
         let runs: Vec<_> = c.iter().map(|c| (c.offset, c.second.clone())).collect();
         assert_eq!(runs, [(2, b"x".to_vec()), (8, b"yy".to_vec())]);
+        // Differences with agreeing bytes between them are one clash.
+        let c = p.observe(0, b"zaaz", false);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].offset, &c[0].first[..], &c[0].second[..]),
+            (0, &b"aaaa"[..], &b"zaaz"[..])
+        );
         assert_eq!(p.reading(), b"aaaa____cccc");
     }
 
