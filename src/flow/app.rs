@@ -758,3 +758,88 @@ fn summary(hello: &ClientHello, quic: bool) -> TlsSummary {
 fn is_dns_port(port: u16) -> bool {
     matches!(port, 53 | 5353 | 5355 | 137)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "f1037f690e1c05405b0a71b8fc1df3d453b1bcad";
+    const PORTS: (u16, u16) = (40000, 80);
+
+    fn feed(app: &mut AppState, offset: u64, payload: &[u8], bad_checksum: bool) {
+        let seg = TcpData {
+            dir: 0,
+            offset,
+            payload,
+            bad_checksum,
+        };
+        app.tcp(seg, 1, PORTS, &mut |_| {});
+    }
+
+    #[test]
+    fn a_key_split_over_three_segments_is_found_once() {
+        let text = format!("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 45\r\n\r\nkey={KEY}\n");
+        let bytes = text.as_bytes();
+        let mut app = AppState::default();
+        let (a, b) = (bytes.len() - 30, bytes.len() - 10);
+        feed(&mut app, 0, &bytes[..a], false);
+        feed(&mut app, a as u64, &bytes[a..b], false);
+        feed(&mut app, b as u64, &bytes[b..], false);
+        // A retransmission changes nothing.
+        feed(&mut app, a as u64, &bytes[a..b], false);
+        assert_eq!(app.secrets.len(), 1);
+        assert_eq!(app.secrets[0].redacted, secrets::redact(KEY));
+    }
+
+    #[test]
+    fn a_key_in_a_dns_query_is_reported_and_never_handed_on() {
+        let mut msg = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 40];
+        msg.extend_from_slice(KEY.as_bytes());
+        msg.extend_from_slice(b"\x03lic\x07example\x00\x00\x01\x00\x01");
+        let mut app = AppState::default();
+        let mut seen = Vec::new();
+        app.udp(0, &msg, 7, (53000, 53), &mut |AppEvent::Dns(m)| {
+            seen.push(m.questions[0].name.clone())
+        });
+        let name = format!("{}.lic.example", secrets::redact(KEY));
+        assert_eq!(seen, [name.clone()]);
+        assert_eq!(app.dns.as_ref().map(|d| d.names.clone()), Some(vec![name]));
+        assert_eq!(app.dns.as_ref().map(|d| d.longest_label), Some(40));
+        assert_eq!(app.secrets[0].kind, "license_key");
+        assert_eq!(app.secrets[0].ts_nanos, 7);
+    }
+
+    #[test]
+    fn a_good_copy_of_request_headers_takes_over_and_the_bad_host_is_an_alternate() {
+        let bad = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n";
+        let good = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+        let mut app = AppState::default();
+        feed(&mut app, 0, bad, true);
+        assert_eq!(app.http[0].host.as_deref(), Some("good.example"));
+        feed(&mut app, 0, good, false);
+        assert_eq!(app.http[0].host.as_deref(), Some("evil.example"));
+        let c = app.stream_conflicts().expect("a conflict");
+        assert_eq!(c.alternate_hosts, ["good.example"]);
+        assert_eq!(
+            (c.count, c.conflicts[0].offset, c.conflicts[0].len),
+            (1, 22, 4)
+        );
+        assert!(c.conflicts[0].first_bad_checksum && !c.conflicts[0].second_bad_checksum);
+        // The same good copy again is no new conflict.
+        feed(&mut app, 0, good, false);
+        assert_eq!(app.stream_conflicts().map(|c| c.count), Some(1));
+    }
+
+    #[test]
+    fn a_bad_checksum_copy_alone_is_read() {
+        let mut app = AppState::default();
+        feed(
+            &mut app,
+            0,
+            b"GET / HTTP/1.1\r\nHost: only.example\r\n\r\n",
+            true,
+        );
+        assert_eq!(app.http[0].host.as_deref(), Some("only.example"));
+        assert!(app.stream_conflicts().is_none());
+    }
+}
