@@ -802,8 +802,11 @@ mod tests {
             seen.push(m.questions[0].name.clone())
         });
         let name = format!("{}.lic.example", secrets::redact(KEY));
-        assert_eq!(seen, [name.clone()]);
-        assert_eq!(app.dns.as_ref().map(|d| d.names.clone()), Some(vec![name]));
+        assert_eq!(
+            app.dns.as_ref().map(|d| d.names.clone()),
+            Some(vec![name.clone()])
+        );
+        assert_eq!(seen, [name]);
         assert_eq!(app.dns.as_ref().map(|d| d.longest_label), Some(40));
         assert_eq!(app.secrets[0].kind, "license_key");
         assert_eq!(app.secrets[0].ts_nanos, 7);
