@@ -207,6 +207,31 @@ fn a_good_copy_wins_over_a_bad_checksum_copy_in_either_order() {
 }
 
 #[test]
+fn a_conflict_before_the_rest_of_the_client_hello_still_names_both() {
+    // The names differ only in the first segment; the second arrives after both copies.
+    let evil = "evilxxx.deepgram.com";
+    for (first_bad, primary, alternate) in [(false, GOOD, evil), (true, evil, GOOD)] {
+        let (a, b) = (client_hello(GOOD), client_hello(evil));
+        let c = CLIENT_ISN + 1;
+        let s = SERVER_ISN + 1;
+        let frames = vec![
+            tcp(true, CLIENT_ISN, 0, "S", b"", false),
+            tcp(false, SERVER_ISN, c, "SA", b"", false),
+            tcp(true, c, s, "A", b"", false),
+            tcp(true, c, s, "PA", &a[..70], first_bad),
+            tcp(true, c, s, "PA", &b[..70], !first_bad),
+            tcp(true, c + 70, s, "PA", &a[70..], false),
+            tcp(false, s, c + a.len() as u32, "A", b"", false),
+        ];
+        let (_, doc, _) = flows_json(&pcap("split-hello-conflict.pcap", &frames));
+        let flow = tcp_flow(&doc);
+        assert_eq!(flow["tls"]["sni"], primary, "{flow:#}");
+        let alternates = &flow["stream_conflicts"]["alternate_sni"];
+        assert_eq!(*alternates, serde_json::json!([alternate]), "{flow:#}");
+    }
+}
+
+#[test]
 fn identical_copies_are_no_conflict() {
     let hello = client_hello(GOOD);
     let frames = conversation(&[(&hello, true), (&hello, false)], false);

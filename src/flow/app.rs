@@ -184,6 +184,9 @@ pub struct AppState {
     prefixes: [overlap::Prefix; 2],
     /// Data that read two ways, and the names of the other readings.
     conflicts: Option<Box<StreamConflicts>>,
+    /// Conflicts in the originator's opening bytes whose two readings could not be read whole
+    /// yet (a ClientHello still arriving): read again as more bytes come.
+    rereads: Vec<overlap::Clash>,
     seams: [Seam; 2],
     /// Time of the packet being inspected.
     now_nanos: i64,
@@ -244,7 +247,14 @@ impl AppState {
         self.read_stream(dir, offset, payload, ports, on_event);
         // After the parsers, so a conflict can correct or complete what they read.
         for clash in self.prefixes[dir].observe(offset, payload, bad_checksum) {
-            self.note_clash(dir, &clash);
+            self.note_clash(dir, clash);
+        }
+        if dir == 0 && !self.rereads.is_empty() {
+            for clash in std::mem::take(&mut self.rereads) {
+                if !self.read_both(&clash) {
+                    self.rereads.push(clash);
+                }
+            }
         }
     }
 
@@ -618,25 +628,38 @@ impl AppState {
         });
     }
 
-    /// Records a conflict and, in the originator's stream, reads the names of both readings.
-    fn note_clash(&mut self, dir: usize, clash: &overlap::Clash) {
+    /// Records a conflict; in the originator's stream (where names come from), reads the names of
+    /// both readings, now and again as more bytes arrive until both can be read whole.
+    fn note_clash(&mut self, dir: usize, clash: overlap::Clash) {
         let prefix = &self.prefixes[dir];
         let primary = prefix.reading().to_vec();
         let other = prefix.reading_with(clash.offset, clash.other());
-        let record = readings::conflict_record(dir, clash, &primary, &other);
+        let record = readings::conflict_record(dir, &clash, &primary, &other);
         let conflicts = self.conflicts.get_or_insert_with(Box::default);
         conflicts.count += 1;
         if conflicts.conflicts.len() < MAX_CONFLICTS {
             conflicts.conflicts.push(record);
         }
-        if dir != 0 {
-            return; // names come from the originator
+        if dir == 0 && !self.read_both(&clash) && self.rereads.len() < MAX_CONFLICTS {
+            self.rereads.push(clash);
         }
-        let primary = readings::names_in(&primary);
+    }
+
+    /// Reads the names of both readings of `clash` in the originator's stream: a good copy that
+    /// took over makes its names the flow's own, and the other reading's names are alternates.
+    /// True once nothing more can change (both readings parsed whole, or the prefix is full).
+    fn read_both(&mut self, clash: &overlap::Clash) -> bool {
+        let prefix = &self.prefixes[0];
+        let (primary_bytes, complete) = (prefix.reading().to_vec(), prefix.is_complete());
+        let primary = readings::names_in(&primary_bytes);
+        let other = readings::names_in(&prefix.reading_with(clash.offset, clash.other()));
+        let settled = complete
+            || (primary_bytes.len() >= clash.offset + clash.first.len()
+                && primary.whole
+                && other.whole);
         if clash.second_is_primary {
             self.adopt(&primary);
         }
-        let other = readings::names_in(&other);
         let sni = other.hello.as_ref().and_then(|h| h.sni.as_deref());
         if sni != primary.hello.as_ref().and_then(|h| h.sni.as_deref()) {
             self.alternate(sni, |c| &mut c.alternate_sni);
@@ -649,6 +672,7 @@ impl AppState {
         if other.connect != primary.connect {
             self.alternate(other.connect.as_deref(), |c| &mut c.alternate_connect);
         }
+        settled
     }
 
     /// A good-checksum copy took over a bad one: the flow's names follow the good reading, and

@@ -166,6 +166,11 @@ impl Prefix {
         reading
     }
 
+    /// Nothing more will be added: the prefix is full from offset 0, or forgotten.
+    pub fn is_complete(&self) -> bool {
+        self.forgotten || self.reading().len() >= PREFIX_CAP
+    }
+
     fn forget(&mut self) {
         self.forgotten = true;
         self.data = Vec::new();
@@ -241,6 +246,9 @@ mod tests {
         let mut p = Prefix::default();
         p.observe(PREFIX_CAP as u64 - 2, b"abcd", false);
         assert_eq!(p.data.len(), PREFIX_CAP);
+        assert!(!p.is_complete());
+        p.observe(0, &[1; PREFIX_CAP], false);
+        assert!(p.is_complete());
         assert!(p.observe(PREFIX_CAP as u64, b"zz", false).is_empty());
         p.observe(FORGET_AFTER, b"z", false);
         assert!(p.data.is_empty() && p.forgotten);

@@ -26,26 +26,38 @@ pub(super) struct Names {
     pub hosts: Vec<Option<String>>,
     /// `host:port` of a CONNECT request.
     pub connect: Option<String>,
+    /// The reading did not end inside a message: more bytes would not change these names.
+    pub whole: bool,
 }
 
 /// Reads `reading` (a direction's bytes from offset 0) as the live parsers would: HTTP requests
 /// one after another (bodies skipped by Content-Length), and a ClientHello at the start or after
 /// a CONNECT.
 pub(super) fn names_in(reading: &[u8]) -> Names {
-    let mut names = Names::default();
+    let mut names = Names {
+        whole: true,
+        ..Names::default()
+    };
     let mut at = 0usize;
     for _ in 0..MAX_REQUESTS {
         let Some(view) = reading.get(at..).filter(|v| !v.is_empty()) else {
             break;
         };
         if tls::looks_like_tls(view) {
-            if let Parse::Done(hello) = tls::parse_client_hello(view) {
-                names.hello = Some(hello);
+            match tls::parse_client_hello(view) {
+                Parse::Done(hello) => names.hello = Some(hello),
+                Parse::NeedMore => names.whole = false,
+                Parse::NotThis => {}
             }
             break;
         }
-        let Parse::Done(req) = http::parse_request(view) else {
-            break;
+        let req = match http::parse_request(view) {
+            Parse::Done(req) => req,
+            Parse::NeedMore => {
+                names.whole = false;
+                break;
+            }
+            Parse::NotThis => break,
         };
         names.hosts.push(req.host.clone());
         at = at.saturating_add(req.header_len);
@@ -122,6 +134,9 @@ mod tests {
         );
         assert_eq!(n.connect.as_deref(), Some("c.example:443"));
         assert!(n.hello.is_none());
+        // The CONNECT is followed by one byte of a TLS record: more bytes could name more.
+        assert!(!n.whole);
+        assert!(names_in(&r[..r.len() - 1]).whole);
         assert!(names_in(b"").hosts.is_empty());
         assert!(names_in(b"\x00\x01garbage").hosts.is_empty());
     }
