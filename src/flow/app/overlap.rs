@@ -89,6 +89,11 @@ impl Prefix {
         if self.forgotten || offset >= PREFIX_CAP as u64 {
             return Vec::new();
         }
+        if bytes.len() == 1 && offset + 1 == self.data.len() as u64 {
+            // A keep-alive probe: BSD and Windows resend the last byte sent, often as garbage
+            // (Zeek does not count it either). Not a second reading of the stream.
+            return Vec::new();
+        }
         let start = offset as usize;
         let end = (end as usize).min(PREFIX_CAP);
         let bytes = &bytes[..end - start];
@@ -220,6 +225,16 @@ mod tests {
         let c = p.observe(0, b"license", true);
         assert!(c[0].second_bad && !c[0].second_is_primary);
         assert_eq!(p.reading(), b"evilxxx");
+    }
+
+    #[test]
+    fn a_keep_alive_byte_is_no_clash() {
+        let mut p = Prefix::default();
+        p.observe(0, b"check-in", false);
+        assert!(p.observe(7, b"\0", false).is_empty());
+        assert_eq!(p.reading(), b"check-in");
+        // One differing byte anywhere else is.
+        assert_eq!(p.observe(6, b"\0", false).len(), 1);
     }
 
     #[test]
