@@ -11,7 +11,9 @@
 //! flow's names are read again from the good bytes and the bad copy's names become alternates.
 //! That is the outcome of holding the bad copy aside until a good one comes or the flow ends,
 //! without a flush at flow end, so interim and live snapshots are always current. Any two copies
-//! that differ are recorded as conflicts, with the names of the other reading.
+//! that differ are recorded as conflicts, with the names of the other reading. Credentials are the
+//! exception: one in a bad-checksum copy is reported even when a good copy differs, because it
+//! crossed the wire in clear all the same (the worse reading).
 //!
 //! Credentials are looked for in every cleartext payload, across segment boundaries (a short tail
 //! of each direction is kept and its seam with the next segment scanned), in DNS names, SNI and
