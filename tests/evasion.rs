@@ -313,6 +313,7 @@ fn a_key_in_a_dns_label_is_reported_and_redacted_everywhere() {
     assert_eq!(names.len(), 2, "{flow:#}");
     assert!(names[0].as_str().unwrap().ends_with(".lic.example.net"));
     assert_eq!(flow["secrets"][0]["kind"], "license_key", "{flow:#}");
+    assert_eq!(flow["secrets"][0]["place"], "dns_name", "{flow:#}");
     for format in ["json", "ndjson", "text", "zeek"] {
         let out = dg_audit(&["flows", "--format", format, path.to_str().unwrap()]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -320,7 +321,14 @@ fn a_key_in_a_dns_label_is_reported_and_redacted_everywhere() {
         assert!(!text.contains(&LICENSE_KEY[..20]), "flows {format}: {text}");
     }
     let audit = analyze(&path);
-    assert_eq!(control(&audit, "CREDENTIAL")["verdict"], "violation");
+    let credential = control(&audit, "CREDENTIAL");
+    assert_eq!(credential["verdict"], "violation");
+    assert!(
+        credential["evidence"][0]["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("in a DNS query name")),
+        "{credential:#}"
+    );
     assert!(!audit.to_string().contains(LICENSE_KEY));
 }
 

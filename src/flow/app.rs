@@ -427,11 +427,11 @@ impl AppState {
     fn note_request(&mut self, req: &HttpRequest) {
         if req.method.eq_ignore_ascii_case("CONNECT") {
             let target = http::connect_authority(req).map(|(h, p)| format!("{h}:{p}"));
-            self.connect = target.map(|t| self.shown_name(0, &t));
+            self.connect = target.map(|t| self.shown_name("http_connect", &t));
         }
         if self.http.len() < MAX_HTTP {
             let target = req.target.split('?').next().unwrap_or("").to_string();
-            let host = req.host.as_deref().map(|h| self.shown_name(0, h));
+            let host = req.host.as_deref().map(|h| self.shown_name("http_host", h));
             self.http.push(HttpSummary {
                 method: req.method.clone(),
                 target: secrets::redact_text(&target),
@@ -553,16 +553,16 @@ impl AppState {
             }
         }
         for hit in found {
-            self.note_secret(dir, &hit, ts_nanos);
+            self.note_secret(dir, "dns_name", &hit, ts_nanos);
         }
     }
 
-    /// `name` (an SNI, Host or CONNECT target sent by direction `dir`) as it may be shown: a
-    /// credential in it is reported and redacted.
-    fn shown_name(&mut self, dir: usize, name: &str) -> String {
+    /// `name` (an SNI, Host or CONNECT target sent by the originator, found at `place`) as it may
+    /// be shown: a credential in it is reported and redacted.
+    fn shown_name(&mut self, place: &'static str, name: &str) -> String {
         let (hits, shown) = secrets::scan_dns_name(name);
         for hit in &hits {
-            self.note_secret(dir, hit, self.now_nanos);
+            self.note_secret(0, place, hit, self.now_nanos);
         }
         shown
     }
@@ -570,7 +570,7 @@ impl AppState {
     /// The TLS summary of a ClientHello, its SNI redacted if it carries a credential.
     fn hello_summary(&mut self, hello: &ClientHello, quic: bool) -> TlsSummary {
         let mut tls = summary(hello, quic);
-        tls.sni = tls.sni.map(|sni| self.shown_name(0, &sni));
+        tls.sni = tls.sni.map(|sni| self.shown_name("tls_sni", &sni));
         tls
     }
 
@@ -600,7 +600,7 @@ impl AppState {
         }
         seam.end = end;
         for hit in &hits {
-            self.note_secret(dir, hit, ts_nanos);
+            self.note_secret(dir, "payload", hit, ts_nanos);
         }
     }
 
@@ -609,12 +609,18 @@ impl AppState {
             return;
         }
         for hit in secrets::find_secrets(payload) {
-            self.note_secret(dir, &hit, ts_nanos);
+            self.note_secret(dir, "payload", &hit, ts_nanos);
         }
     }
 
-    /// Keeps a sighting of `hit` (redacted), once per distinct secret.
-    fn note_secret(&mut self, dir: usize, hit: &secrets::SecretHit, ts_nanos: i64) {
+    /// Keeps a sighting of `hit` (redacted) found at `place`, once per distinct secret.
+    fn note_secret(
+        &mut self,
+        dir: usize,
+        place: &'static str,
+        hit: &secrets::SecretHit,
+        ts_nanos: i64,
+    ) {
         if self.secrets.len() >= MAX_SECRETS {
             return;
         }
@@ -627,6 +633,7 @@ impl AppState {
             redacted,
             ts_nanos,
             direction: if dir == 0 { "orig" } else { "resp" }.to_string(),
+            place: place.to_string(),
         });
     }
 
@@ -664,15 +671,16 @@ impl AppState {
         }
         let sni = other.hello.as_ref().and_then(|h| h.sni.as_deref());
         if sni != primary.hello.as_ref().and_then(|h| h.sni.as_deref()) {
-            self.alternate(sni, |c| &mut c.alternate_sni);
+            self.alternate("tls_sni", sni, |c| &mut c.alternate_sni);
         }
         for (i, host) in other.hosts.iter().enumerate() {
             if primary.hosts.get(i) != Some(host) {
-                self.alternate(host.as_deref(), |c| &mut c.alternate_hosts);
+                self.alternate("http_host", host.as_deref(), |c| &mut c.alternate_hosts);
             }
         }
         if other.connect != primary.connect {
-            self.alternate(other.connect.as_deref(), |c| &mut c.alternate_connect);
+            let connect = other.connect.as_deref();
+            self.alternate("http_connect", connect, |c| &mut c.alternate_connect);
         }
         settled
     }
@@ -688,39 +696,41 @@ impl AppState {
                 .and_then(|t| t.sni)
                 .filter(|s| tls.sni.as_ref() != Some(s))
             {
-                self.alternate(Some(&sni), |c| &mut c.alternate_sni);
+                self.alternate("tls_sni", Some(&sni), |c| &mut c.alternate_sni);
             }
             self.tls = Some(tls);
         }
         for (i, host) in good.hosts.iter().enumerate() {
-            let shown = host.as_deref().map(|h| self.shown_name(0, h));
+            let shown = host.as_deref().map(|h| self.shown_name("http_host", h));
             let Some(summary) = self.http.get_mut(i) else {
                 break;
             };
             if summary.host != shown {
                 let old = std::mem::replace(&mut summary.host, shown);
-                self.alternate(old.as_deref(), |c| &mut c.alternate_hosts);
+                self.alternate("http_host", old.as_deref(), |c| &mut c.alternate_hosts);
             }
         }
         if let Some(target) = &good.connect {
-            let shown = self.shown_name(0, target);
+            let shown = self.shown_name("http_connect", target);
             if self.connect.as_ref() != Some(&shown) {
                 let old = self.connect.replace(shown);
-                self.alternate(old.as_deref(), |c| &mut c.alternate_connect);
+                self.alternate("http_connect", old.as_deref(), |c| &mut c.alternate_connect);
             }
         }
     }
 
-    /// Adds `name` (redacted if it carries a credential) to one list of alternate names.
+    /// Adds `name` (redacted if it carries a credential, seen at `place`) to one list of
+    /// alternate names.
     fn alternate(
         &mut self,
+        place: &'static str,
         name: Option<&str>,
         list: fn(&mut StreamConflicts) -> &mut Vec<String>,
     ) {
         let Some(name) = name else {
             return;
         };
-        let shown = self.shown_name(0, name);
+        let shown = self.shown_name(place, name);
         let list = list(self.conflicts.get_or_insert_with(Box::default));
         if list.len() < MAX_ALTERNATES && !list.contains(&shown) {
             list.push(shown);

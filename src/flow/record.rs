@@ -140,6 +140,14 @@ pub struct SecretSighting {
     pub ts_nanos: i64,
     /// Which side sent it: `orig` or `resp`.
     pub direction: String,
+    /// Where it was first seen: `payload` (any cleartext bytes, also split across segments),
+    /// `dns_name`, `tls_sni`, `http_host` or `http_connect`.
+    #[serde(default = "payload_place")]
+    pub place: String,
+}
+
+fn payload_place() -> String {
+    "payload".to_string()
 }
 
 /// Two copies of the same TCP sequence range that carried different bytes: the monitor cannot
