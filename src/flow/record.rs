@@ -142,6 +142,57 @@ pub struct SecretSighting {
     pub ts_nanos: i64,
     /// Which side sent it: `orig` or `resp`.
     pub direction: String,
+    /// Where it was first seen: `payload` (any cleartext bytes, also split across segments),
+    /// `dns_name`, `tls_sni`, `http_host` or `http_connect`.
+    #[serde(default = "payload_place")]
+    pub place: String,
+}
+
+fn payload_place() -> String {
+    "payload".to_string()
+}
+
+/// Two copies of the same TCP sequence range that carried different bytes: the monitor cannot
+/// know which one the receiving host took (Ptacek & Newsham, 1998), so both readings are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConflict {
+    /// Which side sent both copies: `orig` or `resp`.
+    pub direction: String,
+    /// Stream offset of the first byte that differs (0 = the first payload byte).
+    pub offset: u64,
+    /// Bytes from the first to the last differing one.
+    pub len: u64,
+    /// Hex of the first copy seen (at most 12 bytes, `...` when longer; `(redacted)` when the
+    /// bytes overlap a credential).
+    pub first_hex: String,
+    /// Hex of the second copy, shown as `first_hex`.
+    pub second_hex: String,
+    /// The first copy came in a packet with a bad checksum.
+    pub first_bad_checksum: bool,
+    /// The second copy came in a packet with a bad checksum.
+    pub second_bad_checksum: bool,
+}
+
+/// Data that read two ways in a flow, and the names only the other reading gives.
+///
+/// The flow's own `tls.sni`, `http[].host` and CONNECT name come from the reading the host most
+/// likely took (a good-checksum copy over a bad one, else the first copy); the `alternate_*`
+/// lists hold what the other reading says, so a control can judge the worse one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConflicts {
+    /// Every conflict seen in the flow (the list below keeps the first few).
+    pub count: u64,
+    /// The first conflicts, in the order they were seen.
+    pub conflicts: Vec<StreamConflict>,
+    /// TLS SNI names read from another copy of the ClientHello bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternate_sni: Vec<String>,
+    /// HTTP `Host` names read from another copy of request header bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternate_hosts: Vec<String>,
+    /// HTTP CONNECT targets (`host:port`) read from another copy of the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternate_connect: Vec<String>,
 }
 
 /// DNS activity of a flow (for flows that carry DNS).
@@ -149,7 +200,8 @@ pub struct SecretSighting {
 pub struct DnsSummary {
     pub queries: u64,
     pub responses: u64,
-    /// Query names (lower case, no trailing dot), first 32 distinct.
+    /// Query names (lower case, no trailing dot), first 32 distinct; credentials in them are
+    /// redacted.
     pub names: Vec<String>,
     /// Queries of type TXT, NULL or ANY, the usual tunnelling carriers.
     pub txt_queries: u64,
@@ -247,6 +299,9 @@ pub struct FlowRecord {
     pub dns: Option<DnsSummary>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretSighting>,
+    /// Overlapping TCP data that read two ways (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_conflicts: Option<StreamConflicts>,
     /// Per-minute traffic; sums equal the totals above, but for the IP bytes estimated for
     /// acknowledged-but-unseen data (`*_missed_ip_bytes`), which the totals, Zeek's, leave out.
     pub minutes: Vec<MinuteSlice>,
@@ -312,6 +367,7 @@ pub(crate) fn test_record() -> FlowRecord {
         http: Vec::new(),
         dns: None,
         secrets: Vec::new(),
+        stream_conflicts: None,
         minutes: Vec::new(),
     }
 }

@@ -12,7 +12,7 @@ use hashlink::LinkedHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{tcp_flags, Checksum, Packet, Transport as L4};
-use crate::flow::app::{AppEvent, AppState};
+use crate::flow::app::{AppEvent, AppState, TcpData};
 use crate::flow::record::{ConnState, EndReason, FlowRecord, MinuteSlice, Transport};
 use crate::flow::tcp::TcpConn;
 use crate::names::NameSource;
@@ -389,8 +389,13 @@ impl FlowTable {
                 flow.account_missed(now, 1 - dir, effect.peer_missed, mss);
                 if let Some(offset) = effect.stream_offset {
                     let ports = (flow.orig.1, flow.resp.1);
-                    flow.app
-                        .tcp(dir, offset, seg.payload, now, ports, &mut on_event);
+                    let data = TcpData {
+                        dir,
+                        offset,
+                        payload: seg.payload,
+                        bad_checksum: pkt.checksum == Checksum::Bad,
+                    };
+                    flow.app.tcp(data, now, ports, &mut on_event);
                 }
             }
             L4::Udp {
@@ -405,7 +410,7 @@ impl FlowTable {
                 }
                 flow.account(now, dir, pkt.ip_bytes, wire_payload_len as u64, 0);
                 let ports = (flow.orig.1, flow.resp.1);
-                flow.app.udp(dir, payload, ports, &mut on_event);
+                flow.app.udp(dir, payload, now, ports, &mut on_event);
             }
             L4::Icmp {
                 wire_payload_len, ..
@@ -630,6 +635,7 @@ impl FlowTable {
             http: app.http.clone(),
             dns: app.dns.clone(),
             secrets: app.secrets.clone(),
+            stream_conflicts: app.stream_conflicts(),
             minutes: flow.minutes.clone(),
         }
     }

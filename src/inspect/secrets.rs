@@ -6,7 +6,9 @@
 //!   letter or digit on either side; `0x` + 40 hex, an Ethereum address, is therefore not one);
 //! - `Authorization: Token X` (Deepgram API key), `Authorization: Bearer X`,
 //!   `Authorization: Basic X`, and any `Proxy-Authorization` credentials. Header names match in
-//!   any case, also quoted as in JSON or logs (`"authorization": "Bearer X"`).
+//!   any case, also quoted as in JSON or logs (`"authorization": "Bearer X"`);
+//! - in DNS names ([`scan_dns_name`]), a key split over consecutive hex labels;
+//! - across TCP segment boundaries ([`find_across`] on the seam between two segments).
 //!
 //! Hand-written, because it is two linear scans (memchr for `:`, a table for hex digits) that no
 //! regex crate would make simpler or faster, and because it must not allocate when nothing is
@@ -115,6 +117,91 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
+/// Secrets that straddle the boundary between `tail` (the last bytes of the previous segment of
+/// a stream) and `head` (the first bytes of the next one): those neither segment shows whole.
+///
+/// Both slices are short (a few hundred bytes), so a segment costs one small copy, not a second
+/// scan of the whole payload.
+pub fn find_across(tail: &[u8], head: &[u8]) -> Vec<SecretHit> {
+    if tail.is_empty() || head.is_empty() {
+        return Vec::new();
+    }
+    let joined = [tail, head].concat();
+    let cut = tail.len();
+    spans(&joined)
+        .into_iter()
+        .filter(|(_, r)| r.start < cut && r.end > cut)
+        .map(|(kind, range)| SecretHit {
+            kind,
+            value: String::from_utf8_lossy(&joined[range]).into_owned(),
+        })
+        .collect()
+}
+
+/// Credentials in a DNS name (a query name, an SNI): a license key as one label, as any
+/// [`find_secrets`] hit, or split across consecutive all-hex labels whose digits add up to a key
+/// (`f1037f690e1c05405b0a.71b8fc1df3d453b1bcad.example.net`).
+///
+/// Returns the hits and the name with each of them redacted (the name itself when none).
+pub fn scan_dns_name(name: &str) -> (Vec<SecretHit>, String) {
+    let mut hits = find_secrets(name.as_bytes());
+    let mut redacted = if hits.is_empty() {
+        name.to_string()
+    } else {
+        redact_text(name)
+    };
+    if let Some((labels, joined)) = split_hex_key(&redacted) {
+        let shown = redact(&joined);
+        hits.push(SecretHit {
+            kind: SecretKind::LicenseKey,
+            value: joined,
+        });
+        redacted.replace_range(labels, &shown);
+    }
+    (hits, redacted)
+}
+
+/// True when [`scan_dns_name`] would find a credential in `name` (without building the redacted
+/// name).
+pub fn dns_name_has_secret(name: &str) -> bool {
+    !spans(name.as_bytes()).is_empty() || split_hex_key(name).is_some()
+}
+
+/// The first run of two or more consecutive all-hex labels of `name` holding exactly
+/// [`LICENSE_KEY_LEN`] digits: the byte range of those labels and their digits joined.
+fn split_hex_key(name: &str) -> Option<(Range<usize>, String)> {
+    // The current run of hex labels as (byte start, length), shortened from the front whenever
+    // it holds more digits than a key, so a key after a short hex label is still found.
+    let mut run: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for label in name.split('.') {
+        if label.is_empty() || !label.bytes().all(|b| b.is_ascii_hexdigit()) {
+            run.clear();
+        } else {
+            run.push((at, label.len()));
+            let mut digits: usize = run.iter().map(|&(_, len)| len).sum();
+            while digits > LICENSE_KEY_LEN {
+                digits -= run.remove(0).1;
+            }
+            if digits == LICENSE_KEY_LEN && run.len() > 1 {
+                let range = run[0].0..at + label.len();
+                let joined = name[range.clone()].replace('.', "");
+                return Some((range, joined));
+            }
+        }
+        at += label.len() + 1;
+    }
+    None
+}
+
+/// True when bytes `range` of `payload` overlap a credential [`find_secrets`] would report, so
+/// that a hex dump of them must not be shown.
+pub fn overlaps_secret(payload: &[u8], range: Range<usize>) -> bool {
+    spans(payload)
+        .iter()
+        .any(|(_, r)| r.start < range.end && range.start < r.end)
+}
+
 /// Every secret in `payload`, in order, without overlaps.
 fn spans(payload: &[u8]) -> Vec<(SecretKind, Range<usize>)> {
     let mut found = Vec::new();
@@ -211,13 +298,20 @@ fn license_keys(payload: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
             let len = count(&payload[start..], |b| b.is_ascii_hexdigit());
             let end = start + len;
             pos = end.max(start + 1);
-            if len != LICENSE_KEY_LEN {
+            // A percent-encoded separator (`?key%3D<key>`) glues two hex digits onto the key.
+            let escaped = start > 0 && payload[start - 1] == b'%';
+            let key_start = if escaped && len == LICENSE_KEY_LEN + 2 {
+                start + 2
+            } else {
+                start
+            };
+            if end - key_start != LICENSE_KEY_LEN {
                 continue;
             }
             let alnum = |i: usize| payload.get(i).is_some_and(u8::is_ascii_alphanumeric);
             let standalone = !start.checked_sub(1).is_some_and(alnum) && !alnum(end);
             if standalone {
-                return Some(start..end);
+                return Some(key_start..end);
             }
         }
         None
@@ -385,7 +479,70 @@ Authorization: Digest username=\"u\"\r\n\r\n";
         assert_eq!(redact_text(&redact_text(&long)), redact_text(&long));
     }
 
+    #[test]
+    fn percent_encoded_key_in_a_query_string() {
+        let text = format!("GET /check?license%3D{KEY}%26x=1 HTTP/1.1");
+        assert_eq!(kinds(&text), [(SecretKind::LicenseKey, KEY.to_string())]);
+        // 42 digits not after a `%` are not a key.
+        assert!(find_secrets(format!("=3D{KEY}").as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn a_key_split_across_segments_is_found_at_the_seam() {
+        let text = format!("GET /check?key={KEY} HTTP/1.1\r\n");
+        let (a, b) = text.as_bytes().split_at(30);
+        assert!(find_secrets(a).is_empty() || find_secrets(b).is_empty());
+        let hits = find_across(&a[a.len() - 20..], &b[..b.len().min(64)]);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].value, KEY);
+        // A key wholly inside one side is that side's business.
+        assert!(find_across(text.as_bytes(), b" next").is_empty());
+        assert!(find_across(b"", text.as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn keys_in_dns_names() {
+        let (hits, red) = scan_dns_name(&format!("{KEY}.lic.example.net"));
+        assert_eq!(hits.len(), 1);
+        assert_eq!(red, format!("{}.lic.example.net", redact(KEY)));
+        let split = format!("{}.{}.x.example.net", &KEY[..20], &KEY[20..]);
+        let (hits, red) = scan_dns_name(&split);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].value, KEY);
+        assert_eq!(red, format!("{}.x.example.net", redact(KEY)));
+        assert!(!red.contains(&KEY[..20]) && !red.contains(&KEY[20..]));
+        assert!(dns_name_has_secret(&split));
+        // After a short hex label, still found.
+        let (hits, _) = scan_dns_name(&format!("ab.{}.{}.x", &KEY[..8], &KEY[8..]));
+        assert_eq!(hits.len(), 1);
+        // Ordinary names, and hex labels that do not add up to a key, are left alone.
+        for name in [
+            "license.deepgram.com",
+            "1.0.0.127.in-addr.arpa",
+            "cafe.beef.example.com",
+        ] {
+            assert_eq!(scan_dns_name(name), (Vec::new(), name.to_string()));
+            assert!(!dns_name_has_secret(name));
+        }
+    }
+
+    #[test]
+    fn overlapping_a_secret() {
+        let text = format!("key={KEY};");
+        assert!(overlaps_secret(text.as_bytes(), 0..5));
+        assert!(!overlaps_secret(text.as_bytes(), 0..4));
+        assert!(!overlaps_secret(b"nothing", 0..7));
+    }
+
     proptest! {
+        #[test]
+        fn dns_scan_never_panics_and_hides_keys(name in "[0-9a-f.]{0,90}") {
+            let (hits, red) = scan_dns_name(&name);
+            for h in hits {
+                prop_assert!(!red.contains(&h.value));
+            }
+        }
+
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = find_secrets(&data);

@@ -35,6 +35,7 @@ pub(super) fn capture(
     inconclusive |= lossy;
     let mut findings = flow_findings(flows);
     findings.extend(time_order(pass));
+    findings.extend(conflict_findings(flows));
     let finding = !findings.is_empty();
     evidence.extend(findings);
     if let Some(filter) = &pass.filter {
@@ -263,6 +264,49 @@ fn flow_findings(flows: &[Classified<'_>]) -> Vec<Evidence> {
     evidence
 }
 
+/// Flows whose TCP data read two ways (two copies of the same bytes that differ, either possibly
+/// with a bad checksum): a finding, never inconclusive, because the capture is complete; it is
+/// the host's reading that cannot be known. The evidence gives both readings of the first
+/// conflicts and the names only the other reading gives; the other controls judge both names.
+fn conflict_findings(flows: &[Classified<'_>]) -> Vec<Evidence> {
+    const SHOWN: usize = 3;
+    let bad = |b: bool| if b { " (bad checksum)" } else { "" };
+    let mut evidence = Vec::new();
+    for c in flows {
+        let Some(sc) = c.flow.stream_conflicts.as_ref() else {
+            continue;
+        };
+        let mut what = format!(
+            "TCP data to {} reads two ways ({} conflict(s))",
+            destination_label(c),
+            sc.count
+        );
+        for k in sc.conflicts.iter().take(SHOWN) {
+            what.push_str(&format!(
+                "; {} bytes {}..{}: first copy {}{}, second copy {}{}",
+                k.direction,
+                k.offset,
+                k.offset + k.len,
+                k.first_hex,
+                bad(k.first_bad_checksum),
+                k.second_hex,
+                bad(k.second_bad_checksum)
+            ));
+        }
+        for (label, names) in [
+            ("SNI", &sc.alternate_sni),
+            ("Host", &sc.alternate_hosts),
+            ("CONNECT", &sc.alternate_connect),
+        ] {
+            if !names.is_empty() {
+                what.push_str(&format!("; other reading's {label}: {}", names.join(", ")));
+            }
+        }
+        evidence.push(flow_evidence(c, what));
+    }
+    evidence
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{classified, flow, licensing, pass, policy, T0};
@@ -447,5 +491,35 @@ mod tests {
              flows were built in packet order"
         );
         assert_eq!(r.evidence[0].ts, Some(Timestamp(T0 + NANOS)));
+    }
+
+    #[test]
+    fn data_that_reads_two_ways_is_a_finding_with_both_readings() {
+        use crate::flow::record::{StreamConflict, StreamConflicts};
+        let mut f = licensing("CTwo", T0, 1500);
+        f.stream_conflicts = Some(StreamConflicts {
+            count: 1,
+            conflicts: vec![StreamConflict {
+                direction: "orig".into(),
+                offset: 120,
+                len: 4,
+                first_hex: "6c696365".into(),
+                second_hex: "6576696c".into(),
+                first_bad_checksum: true,
+                second_bad_checksum: false,
+            }],
+            alternate_sni: vec!["license.deepgram.com".into()],
+            ..StreamConflicts::default()
+        });
+        let ev = conflict_findings(&classified(&[f], &policy("")));
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            ev[0].what,
+            "TCP data to license.deepgram.com (203.0.113.10:443) reads two ways (1 conflict(s)); \
+             orig bytes 120..124: first copy 6c696365 (bad checksum), second copy 6576696c; \
+             other reading's SNI: license.deepgram.com"
+        );
+        assert_eq!(ev[0].flow_uids, ["CTwo"]);
+        assert!(conflict_findings(&classified(&[licensing("C1", T0, 1)], &policy(""))).is_empty());
     }
 }

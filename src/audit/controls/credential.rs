@@ -17,9 +17,17 @@ pub(super) fn credential(flows: &[Classified<'_>]) -> ControlResult {
     // One evidence line per secret (kind and redacted form), with every flow that carried it.
     let mut by_secret: BTreeMap<(String, String), Vec<&Classified<'_>>> = BTreeMap::new();
     let mut first_seen: BTreeMap<(String, String), i64> = BTreeMap::new();
+    // Where each secret was seen beyond plain payload bytes (a DNS name, an SNI, a Host).
+    let mut places: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
     for c in flows {
         for s in &c.flow.secrets {
             let key = (s.kind.clone(), s.redacted.clone());
+            if s.place != "payload" {
+                places
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(place_label(&s.place));
+            }
             by_secret.entry(key.clone()).or_default().push(c);
             let t = first_seen.entry(key).or_insert(s.ts_nanos);
             *t = (*t).min(s.ts_nanos);
@@ -32,9 +40,14 @@ pub(super) fn credential(flows: &[Classified<'_>]) -> ControlResult {
             let destinations: BTreeSet<String> = cs.iter().map(|c| destination_label(c)).collect();
             let sources = sources.into_iter().collect::<Vec<_>>().join(", ");
             let destinations = destinations.into_iter().collect::<Vec<_>>().join(", ");
+            let key = (kind.clone(), redacted.clone());
+            let place = places
+                .get(&key)
+                .map(|p| format!(" (in {})", p.iter().copied().collect::<Vec<_>>().join(", ")))
+                .unwrap_or_default();
             Evidence {
                 what: format!(
-                    "{kind} {redacted} in clear in {} flow(s) from {sources} to {destinations}",
+                    "{kind} {redacted} in clear{place} in {} flow(s) from {sources} to {destinations}",
                     cs.len()
                 ),
                 flow_uids: cs.iter().map(|c| c.flow.uid.clone()).collect(),
@@ -69,6 +82,17 @@ pub(super) fn credential(flows: &[Classified<'_>]) -> ControlResult {
     )
 }
 
+/// How a sighting's place reads in evidence.
+fn place_label(place: &str) -> &str {
+    match place {
+        "dns_name" => "a DNS query name",
+        "tls_sni" => "a TLS SNI",
+        "http_host" => "an HTTP Host header",
+        "http_connect" => "an HTTP CONNECT target",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{classified, flow, licensing, policy, T0};
@@ -82,6 +106,7 @@ mod tests {
             redacted: redacted.into(),
             ts_nanos,
             direction: "orig".into(),
+            place: "payload".into(),
         }
     }
 
@@ -125,5 +150,30 @@ mod tests {
         assert_eq!(e.flow_uids, ["CLate", "CEarly"]);
         assert_eq!(e.ts, Some(Timestamp(T0 + 2 * NANOS)));
         assert_eq!(e.bytes, None);
+    }
+
+    #[test]
+    fn a_secret_in_a_name_says_where() {
+        let key = "f103...bcad (sha256:01234567)";
+        let mut dns = flow("CDns", T0, None);
+        dns.secrets = vec![SecretSighting {
+            place: "dns_name".into(),
+            ..sighting("license_key", key, T0)
+        }];
+        let mut sni = flow("CSni", T0 + NANOS, None);
+        sni.secrets = vec![SecretSighting {
+            place: "tls_sni".into(),
+            ..sighting("license_key", key, T0 + NANOS)
+        }];
+        let flows = [dns, sni];
+        let r = credential(&classified(&flows, &policy("")));
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        assert!(
+            r.evidence[0].what.starts_with(
+                "license_key f103...bcad (sha256:01234567) in clear (in a DNS query name, a TLS SNI) in 2 flow(s)"
+            ),
+            "{}",
+            r.evidence[0].what
+        );
     }
 }
