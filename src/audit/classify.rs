@@ -38,6 +38,11 @@ pub enum FlowClass {
     ForwardProxyLicensing,
     /// A forward proxy's own upstream connection to a licensing server.
     ForwardProxyUpstream,
+    /// Named a licensing server by its own SNI or CONNECT, but the capture's DNS contradicts the
+    /// name: the window's answers for it give other addresses, or this address belongs to a
+    /// hosted transcription name. Not counted as licensing (no check-ins, no licensing bytes);
+    /// DEST reports it, as a violation once it carries more than licensing ever does.
+    ContradictedLicensing,
     /// To Deepgram's hosted transcription API.
     HostedTranscription,
     /// To a destination the policy allows.
@@ -150,6 +155,8 @@ pub fn classify<'f>(flow: &'f FlowRecord, policy: &Policy) -> Classified<'f> {
             if policy.licensing_port(host) == Some(flow.resp_p) && !udp {
                 if policy.forward_proxy_at_address(flow.orig_h) {
                     FlowClass::ForwardProxyUpstream
+                } else if licensing_name_contradicted(flow, policy) {
+                    FlowClass::ContradictedLicensing
                 } else {
                     FlowClass::Licensing
                 }
@@ -169,6 +176,25 @@ pub fn classify<'f>(flow: &'f FlowRecord, policy: &Policy) -> Classified<'f> {
         class,
         name,
     }
+}
+
+/// The flow named itself (SNI or CONNECT) but the capture's DNS says otherwise: the answers for
+/// the name in the flow's window never gave its address, or its address is what the DNS gives to
+/// a hosted transcription name (`names` keeps both facts on the flow's name).
+fn licensing_name_contradicted(flow: &FlowRecord, policy: &Policy) -> bool {
+    use crate::names::NameSource;
+    let Some(name) = &flow.name else {
+        return false;
+    };
+    if !matches!(name.source, NameSource::TlsSni | NameSource::HttpConnect) {
+        return false;
+    }
+    !name.window_answers_for_name.is_empty()
+        || name.dns_names_for_address.iter().any(|e| {
+            std::iter::once(&e.name)
+                .chain(e.cname_chain.iter())
+                .any(|n| policy.is_hosted_transcription(n))
+        })
 }
 
 /// Classifies a flow to a forward proxy. It is licensing when its CONNECT target is a licensing

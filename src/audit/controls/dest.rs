@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::{destination_label, result};
+use super::{destination_label, flow_evidence, result};
 use crate::audit::classify::{Classified, Direction, FlowClass};
 use crate::audit::{ControlId, ControlResult, ControlVerdict, Evidence, Timestamp};
 use crate::names::{AnswerSeen, FlowName, NameEvidence, NameSource};
@@ -31,20 +31,44 @@ const UIDS_PER_LINE: usize = 20;
 /// Runs DEST over the classified flows.
 pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     let rule = "Every egress flow is licensing or an explicitly allowed destination; unknown destinations and hosted transcription are violations; licensing names the capture's DNS contradicts are findings.";
+    let budget = policy.licensing.max_egress_bytes_per_minute;
     let bad: Vec<_> = flows
         .iter()
-        .filter(|c| {
-            matches!(
-                c.class,
-                FlowClass::Unknown | FlowClass::HostedTranscription | FlowClass::LicensingWrongPort
-            )
+        .filter(|c| match c.class {
+            FlowClass::Unknown | FlowClass::HostedTranscription | FlowClass::LicensingWrongPort => {
+                true
+            }
+            // A contradicted licensing name is a finding while it behaves like licensing; a
+            // minute over the licensing budget makes it egress nothing explains.
+            FlowClass::ContradictedLicensing => {
+                c.flow.minutes.iter().any(|m| m.orig_ip_bytes > budget)
+            }
+            _ => false,
         })
         .collect();
     let egress = flows
         .iter()
         .filter(|c| c.direction == Direction::Egress || c.class.is_licensing())
         .count();
+    let alternates: Vec<Evidence> = flows
+        .iter()
+        .filter_map(|c| worse_reading(c, policy))
+        .collect();
     let findings = name_checks(flows, policy);
+    if bad.is_empty() && !alternates.is_empty() {
+        let summary = format!(
+            "{} flow(s) whose data reads two ways name, in the other reading, a destination nothing allows",
+            alternates.len()
+        );
+        let evidence = alternates.into_iter().chain(findings).collect();
+        return result(
+            ControlId::Dest,
+            rule,
+            ControlVerdict::Violation,
+            summary,
+            evidence,
+        );
+    }
     if bad.is_empty() {
         let (verdict, summary) = if findings.is_empty() {
             (
@@ -75,6 +99,7 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     let evidence = by_dest
         .iter()
         .map(|(dest, (class, cs))| destination_evidence(dest, *class, cs))
+        .chain(alternates)
         .chain(findings)
         .collect::<Vec<_>>();
     let names: Vec<_> = by_dest.keys().take(3).cloned().collect();
@@ -98,11 +123,56 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
     )
 }
 
+/// When a flow's TCP data read two ways (overlapping copies that differ), DEST judges the worse
+/// reading: the flow classified under each name the other reading gave (SNI, Host, CONNECT). A
+/// name that makes it egress nothing allows is a violation, with both readings.
+fn worse_reading(c: &Classified<'_>, policy: &Policy) -> Option<Evidence> {
+    let conflicts = c.flow.stream_conflicts.as_ref()?;
+    let alternates = conflicts
+        .alternate_sni
+        .iter()
+        .map(|n| (NameSource::TlsSni, n))
+        .chain(
+            conflicts
+                .alternate_connect
+                .iter()
+                .map(|n| (NameSource::HttpConnect, n)),
+        )
+        .chain(
+            conflicts
+                .alternate_hosts
+                .iter()
+                .map(|n| (NameSource::HttpHost, n)),
+        );
+    for (source, alternate) in alternates {
+        let mut other = c.flow.clone();
+        other.name =
+            crate::names::choose(vec![crate::names::flow_evidence(source, alternate)], false);
+        let class = crate::audit::classify::classify(&other, policy).class;
+        if matches!(
+            class,
+            FlowClass::Unknown | FlowClass::HostedTranscription | FlowClass::LicensingWrongPort
+        ) {
+            let first = c.name.as_deref().unwrap_or("no name");
+            return Some(flow_evidence(
+                c,
+                format!(
+                    "TCP data of {} reads two ways: one reading names {first}, the other {alternate} ({}), which nothing allows",
+                    c.flow.uid,
+                    source_words(source)
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// The name of a flow that is licensing because of what it said about itself (SNI or CONNECT)
 /// and went straight to the address it named. A client's tunnel to a forward proxy is left out:
 /// it goes to the proxy's address by design, and the proxy's own upstream leg is judged instead.
 fn licensing_by_sni<'c>(c: &'c Classified<'_>) -> Option<&'c FlowName> {
-    if !c.class.is_licensing() || c.class == FlowClass::ForwardProxyLicensing {
+    let licensing = c.class.is_licensing() || c.class == FlowClass::ContradictedLicensing;
+    if !licensing || c.class == FlowClass::ForwardProxyLicensing {
         return None;
     }
     let name = c.flow.name.as_ref()?;
@@ -287,6 +357,11 @@ fn destination_evidence(dest: &str, class: FlowClass, cs: &[&Classified<'_>]) ->
             cs.len(),
             human_bytes(bytes)
         ),
+        FlowClass::ContradictedLicensing => format!(
+            "{} flow(s) to {dest}, a licensing name the capture's DNS contradicts, {} sent: more in a minute than the licensing budget",
+            cs.len(),
+            human_bytes(bytes)
+        ),
         _ => format!(
             "{} flow(s) to unknown destination {dest}, {} sent",
             cs.len(),
@@ -408,6 +483,62 @@ mod tests {
     fn run(flows: &[FlowRecord]) -> ControlResult {
         let p = policy(LAN);
         dest(&classified(flows, &p), &p)
+    }
+
+    #[test]
+    fn data_that_reads_two_ways_is_judged_by_the_worse_reading() {
+        let mut f = licensing("CTwo", T0, 1500);
+        f.stream_conflicts = Some(crate::flow::record::StreamConflicts {
+            count: 1,
+            alternate_sni: vec!["evil.example.net".into()],
+            ..Default::default()
+        });
+        let r = run(&[f.clone()]);
+        assert_eq!(r.verdict, ControlVerdict::Violation, "{}", r.summary);
+        assert_eq!(
+            r.evidence[0].what,
+            "TCP data of CTwo reads two ways: one reading names license.deepgram.com, the other \
+             evil.example.net (TLS SNI), which nothing allows"
+        );
+        // Another reading that names the licensing server too changes nothing.
+        f.stream_conflicts.as_mut().unwrap().alternate_sni = vec!["license.deepgram.com".into()];
+        assert_eq!(run(&[f]).verdict, ControlVerdict::Pass);
+    }
+
+    #[test]
+    fn a_contradicted_licensing_name_is_no_check_in_and_over_the_budget_a_violation() {
+        let contradict = |f: &mut FlowRecord| {
+            f.name.as_mut().unwrap().window_answers_for_name = vec![seen(
+                "license.deepgram.com",
+                "198.51.100.7",
+                "192.0.2.10",
+                T0 - NANOS,
+                "CDns1",
+            )];
+        };
+        let mut small = graded("CSmall", Strength::Claimed);
+        contradict(&mut small);
+        let p = policy(LAN);
+        let cs = classified(std::slice::from_ref(&small), &p);
+        assert_eq!(cs[0].class, FlowClass::ContradictedLicensing);
+        assert!(!crate::audit::checkins::carries_checkins(cs[0].class));
+        assert_eq!(run(&[small.clone()]).verdict, ControlVerdict::Finding);
+        // At the budget it still behaves like licensing; one byte over, it is unexplained egress.
+        let mut big = licensing("CBig", T0, 8193);
+        contradict(&mut big);
+        let r = run(&[small, big]);
+        assert_eq!(r.verdict, ControlVerdict::Violation);
+        let e = r
+            .evidence
+            .iter()
+            .find(|e| e.flow_uids == ["CBig"])
+            .expect("CBig");
+        assert!(
+            e.what
+                .contains("a licensing name the capture's DNS contradicts"),
+            "{}",
+            e.what
+        );
     }
 
     #[test]
