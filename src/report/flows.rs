@@ -153,7 +153,14 @@ pub fn write_text(
         let name = f
             .name
             .as_ref()
-            .map(|n| format!("{} ({})", n.name, source_label(n.source)))
+            .map(|n| {
+                format!(
+                    "{} ({}, {})",
+                    n.name,
+                    source_label(n.source),
+                    n.strength.as_str()
+                )
+            })
             .unwrap_or_default();
         writeln!(
             w,
