@@ -57,6 +57,7 @@ pub(super) fn capture(
             pass.decode.truncated_frames
         )));
     }
+    evidence.extend(checksum_note(flows, pass));
     let summary = format!(
         "{} frames over {:.0} s, {} capture drops, {} truncated frames, {} mid-stream flows",
         pass.decode.frames,
@@ -81,6 +82,56 @@ fn note(what: String) -> Evidence {
         what,
         ..Evidence::default()
     }
+}
+
+/// What the bad checksums mean, in one note (never a verdict: every packet is kept, as
+/// `zeek -C`). When every packet some hosts sent is bad and nothing else is, the capture was taken
+/// on those hosts with checksum offload (the NIC fills checksums in after the capture point);
+/// otherwise bad checksums are packets a receiver would drop, which a sender can use to show a
+/// monitor what the host never reads: names and credentials are then taken from good copies.
+fn checksum_note(flows: &[Classified<'_>], pass: &PassSummary) -> Option<Evidence> {
+    let bad = pass.decode.checksums.bad();
+    if bad == 0 {
+        return None;
+    }
+    // Per sending host: (packets with a bad checksum, packets sent).
+    let mut hosts: std::collections::BTreeMap<std::net::IpAddr, (u64, u64)> = Default::default();
+    for c in flows {
+        let f = c.flow;
+        for (host, bad, pkts) in [
+            (f.orig_h, f.orig_bad_checksums, f.orig_pkts),
+            (f.resp_h, f.resp_bad_checksums, f.resp_pkts),
+        ] {
+            let e = hosts.entry(host).or_default();
+            e.0 += bad;
+            e.1 += pkts;
+        }
+    }
+    let offloading: Vec<String> = hosts
+        .iter()
+        .filter(|(_, (bad, pkts))| *bad > 0 && bad == pkts)
+        .map(|(h, _)| h.to_string())
+        .collect();
+    let offloaded: u64 = hosts
+        .values()
+        .filter(|(bad, pkts)| *bad > 0 && bad == pkts)
+        .map(|(bad, _)| bad)
+        .sum();
+    let what = if !offloading.is_empty() && offloaded == bad {
+        format!(
+            "{bad} packet(s) with a bad checksum, every one sent by {}: the pattern of checksum offload on the capturing host (not loss, not evasion); they were kept",
+            offloading.join(", ")
+        )
+    } else {
+        format!(
+            "{bad} packet(s) with a bad checksum ({} IPv4 header, {} TCP, {} UDP, {} ICMP) a receiver would drop; they were kept, and names and credentials were taken from good copies where the capture has them",
+            pass.decode.checksums.bad_ipv4_header,
+            pass.decode.checksums.bad_tcp,
+            pass.decode.checksums.bad_udp,
+            pass.decode.checksums.bad_icmp
+        )
+    };
+    Some(note(what))
 }
 
 /// The holes that make the audit inconclusive, with the inputs' own warnings; true when any
@@ -521,5 +572,29 @@ mod tests {
         );
         assert_eq!(ev[0].flow_uids, ["CTwo"]);
         assert!(conflict_findings(&classified(&[licensing("C1", T0, 1)], &policy(""))).is_empty());
+    }
+
+    #[test]
+    fn bad_checksums_are_a_note_that_tells_offload_from_packets_a_host_would_drop() {
+        let p = policy("");
+        let mut offloading = licensing("COff", T0, 1500);
+        offloading.orig_bad_checksums = offloading.orig_pkts;
+        let mut scattered = licensing("CDrop", T0, 1500);
+        scattered.orig_h = "192.0.2.11".parse().unwrap();
+        scattered.orig_bad_checksums = 1;
+        let mut bad = pass(T0, T0 + NANOS, 10);
+        bad.decode.checksums.bad_tcp = offloading.orig_pkts;
+        let note = checksum_note(&classified(std::slice::from_ref(&offloading), &p), &bad)
+            .expect("a note");
+        assert!(note
+            .what
+            .contains("every one sent by 192.0.2.10: the pattern of checksum offload"));
+        bad.decode.checksums.bad_tcp += 1;
+        let flows = [offloading, scattered];
+        let note = checksum_note(&classified(&flows, &p), &bad).expect("a note");
+        assert!(note.what.contains("a receiver would drop"), "{}", note.what);
+        // Notes only: the verdict stays a pass.
+        assert_eq!(run(&flows, &bad, &p).verdict, ControlVerdict::Pass);
+        assert!(checksum_note(&classified(&flows, &p), &pass(T0, T0 + NANOS, 10)).is_none());
     }
 }
