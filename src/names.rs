@@ -591,7 +591,7 @@ impl NameBook {
                     .collect();
                 name.caveats.push(format!(
                     "{} names {wanted}, but the DNS answers for {wanted} in the window do not give {}",
-                    source_words(name.source),
+                    name.source.words(),
                     facts.addr
                 ));
             }
@@ -710,9 +710,9 @@ pub fn choose(mut evidence: Vec<NameEvidence>, ech: bool) -> Option<FlowName> {
         if !agrees && other.source != NameSource::Operator {
             caveats.push(format!(
                 "{} says {} but {} says {}",
-                source_words(best.source),
+                best.source.words(),
                 best.name,
-                source_words(other.source),
+                other.source.words(),
                 other.name
             ));
             confidence = confidence.max(Confidence::Medium);
@@ -739,13 +739,16 @@ pub fn choose(mut evidence: Vec<NameEvidence>, ech: bool) -> Option<FlowName> {
     })
 }
 
-fn source_words(source: NameSource) -> &'static str {
-    match source {
-        NameSource::TlsSni => "TLS SNI",
-        NameSource::HttpConnect => "HTTP CONNECT",
-        NameSource::HttpHost => "HTTP Host",
-        NameSource::DnsAnswer => "a DNS answer",
-        NameSource::Operator => "the operator mapping",
+impl NameSource {
+    /// The source as prose ("TLS SNI", "a DNS answer").
+    pub fn words(self) -> &'static str {
+        match self {
+            NameSource::TlsSni => "TLS SNI",
+            NameSource::HttpConnect => "HTTP CONNECT",
+            NameSource::HttpHost => "HTTP Host",
+            NameSource::DnsAnswer => "a DNS answer",
+            NameSource::Operator => "the operator mapping",
+        }
     }
 }
 

@@ -159,7 +159,7 @@ fn worse_reading(c: &Classified<'_>, policy: &Policy) -> Option<Evidence> {
                 format!(
                     "TCP data of {} reads two ways: one reading names {first}, the other {alternate} ({}), which nothing allows",
                     c.flow.uid,
-                    source_words(source)
+                    source.words()
                 ),
             ));
         }
@@ -254,7 +254,7 @@ fn unanswered_address(c: &Classified<'_>, name: &FlowName) -> Evidence {
         c.flow.uid,
         c.flow.orig_h,
         name.name,
-        source_words(name.source),
+        name.source.words(),
         c.flow.resp_h,
         answers.join("; ")
     );
@@ -273,7 +273,7 @@ fn hosted_address(c: &Classified<'_>, name: &FlowName, dns: &NameEvidence) -> Ev
         c.flow.uid,
         c.flow.orig_h,
         name.name,
-        source_words(name.source),
+        name.source.words(),
         c.flow.resp_h,
         dns.name,
         answer_words(
@@ -330,16 +330,6 @@ fn answer_conflicts(flows: &[Classified<'_>], policy: &Policy) -> Vec<Evidence> 
         }
     }
     seen.into_values().collect()
-}
-
-fn source_words(source: NameSource) -> &'static str {
-    match source {
-        NameSource::TlsSni => "TLS SNI",
-        NameSource::HttpConnect => "HTTP CONNECT",
-        NameSource::HttpHost => "HTTP Host",
-        NameSource::DnsAnswer => "a DNS answer",
-        NameSource::Operator => "the operator mapping",
-    }
 }
 
 /// The evidence line of one destination: what it is (the class of its first flow), its flows,
