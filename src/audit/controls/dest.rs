@@ -28,11 +28,59 @@ use crate::units::{human_bytes, rfc3339};
 /// Flow uids listed on one aggregated evidence line.
 const UIDS_PER_LINE: usize = 20;
 
+const RULE: &str = "Every egress flow is licensing or an explicitly allowed destination; unknown destinations and hosted transcription are violations; licensing names the capture's DNS contradicts are findings.";
+
 /// Runs DEST over the classified flows.
 pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
-    let rule = "Every egress flow is licensing or an explicitly allowed destination; unknown destinations and hosted transcription are violations; licensing names the capture's DNS contradicts are findings.";
+    let bad = unexplained(flows, policy);
+    let alternates: Vec<Evidence> = flows
+        .iter()
+        .filter_map(|c| worse_reading(c, policy))
+        .collect();
+    let findings = name_checks(flows, policy);
+    if !bad.is_empty() {
+        return violations(&bad, alternates, findings);
+    }
+    if !alternates.is_empty() {
+        let summary = format!(
+            "{} flow(s) whose data reads two ways name, in the other reading, a destination nothing allows",
+            alternates.len()
+        );
+        let evidence = alternates.into_iter().chain(findings).collect();
+        return result(
+            ControlId::Dest,
+            RULE,
+            ControlVerdict::Violation,
+            summary,
+            evidence,
+        );
+    }
+    let egress = flows
+        .iter()
+        .filter(|c| c.direction == Direction::Egress || c.class.is_licensing())
+        .count();
+    let (verdict, summary) = if findings.is_empty() {
+        (
+            ControlVerdict::Pass,
+            format!("all {egress} egress flows are licensing or allowed"),
+        )
+    } else {
+        (
+            ControlVerdict::Finding,
+            format!(
+                "all {egress} egress flows are licensing or allowed, but the capture's DNS contradicts licensing names {} time(s)",
+                findings.len()
+            ),
+        )
+    };
+    result(ControlId::Dest, RULE, verdict, summary, findings)
+}
+
+/// Egress nothing explains: unknown destinations, hosted transcription, licensing names on
+/// another port, and a contradicted licensing name once it carries more than licensing may.
+fn unexplained<'c, 'f>(flows: &'c [Classified<'f>], policy: &Policy) -> Vec<&'c Classified<'f>> {
     let budget = policy.licensing.max_egress_bytes_per_minute;
-    let bad: Vec<_> = flows
+    flows
         .iter()
         .filter(|c| match c.class {
             FlowClass::Unknown | FlowClass::HostedTranscription | FlowClass::LicensingWrongPort => {
@@ -45,50 +93,18 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
             }
             _ => false,
         })
-        .collect();
-    let egress = flows
-        .iter()
-        .filter(|c| c.direction == Direction::Egress || c.class.is_licensing())
-        .count();
-    let alternates: Vec<Evidence> = flows
-        .iter()
-        .filter_map(|c| worse_reading(c, policy))
-        .collect();
-    let findings = name_checks(flows, policy);
-    if bad.is_empty() && !alternates.is_empty() {
-        let summary = format!(
-            "{} flow(s) whose data reads two ways name, in the other reading, a destination nothing allows",
-            alternates.len()
-        );
-        let evidence = alternates.into_iter().chain(findings).collect();
-        return result(
-            ControlId::Dest,
-            rule,
-            ControlVerdict::Violation,
-            summary,
-            evidence,
-        );
-    }
-    if bad.is_empty() {
-        let (verdict, summary) = if findings.is_empty() {
-            (
-                ControlVerdict::Pass,
-                format!("all {egress} egress flows are licensing or allowed"),
-            )
-        } else {
-            (
-                ControlVerdict::Finding,
-                format!(
-                    "all {egress} egress flows are licensing or allowed, but the capture's DNS contradicts licensing names {} time(s)",
-                    findings.len()
-                ),
-            )
-        };
-        return result(ControlId::Dest, rule, verdict, summary, findings);
-    }
-    // One evidence line per destination, with its flows.
+        .collect()
+}
+
+/// The violation: one evidence line per destination with its flows, then the other readings and
+/// the name contradictions.
+fn violations(
+    bad: &[&Classified<'_>],
+    alternates: Vec<Evidence>,
+    findings: Vec<Evidence>,
+) -> ControlResult {
     let mut by_dest: BTreeMap<String, (FlowClass, Vec<&Classified<'_>>)> = BTreeMap::new();
-    for c in &bad {
+    for c in bad {
         by_dest
             .entry(destination_label(c))
             .or_insert((c.class, Vec::new()))
@@ -103,22 +119,23 @@ pub(super) fn dest(flows: &[Classified<'_>], policy: &Policy) -> ControlResult {
         .chain(findings)
         .collect::<Vec<_>>();
     let names: Vec<_> = by_dest.keys().take(3).cloned().collect();
+    let summary = format!(
+        "{} egress flow(s) to {} destination(s) nothing allows: {}{}{}",
+        bad.len(),
+        by_dest.len(),
+        names.join(", "),
+        if by_dest.len() > 3 { ", ..." } else { "" },
+        if contradictions > 0 {
+            format!("; the capture's DNS contradicts licensing names {contradictions} time(s)")
+        } else {
+            String::new()
+        }
+    );
     result(
         ControlId::Dest,
-        rule,
+        RULE,
         ControlVerdict::Violation,
-        format!(
-            "{} egress flow(s) to {} destination(s) nothing allows: {}{}{}",
-            bad.len(),
-            by_dest.len(),
-            names.join(", "),
-            if by_dest.len() > 3 { ", ..." } else { "" },
-            if contradictions > 0 {
-                format!("; the capture's DNS contradicts licensing names {contradictions} time(s)")
-            } else {
-                String::new()
-            }
-        ),
+        summary,
         evidence,
     )
 }
