@@ -380,7 +380,9 @@ impl FlowTable {
                 let tcp = flow
                     .tcp
                     .get_or_insert_with(|| Box::new(TcpConn::new(false)));
-                let effect = tcp.segment(dir, &seg);
+                // The snaplen cut this segment's payload: Zeek keeps it out of the reassembler.
+                let cut = pkt.truncated && (seg.payload.len() as u32) < seg.wire_payload_len;
+                let effect = tcp.segment_captured(dir, &seg, cut);
                 let mss = tcp.segment_size(1 - dir);
                 if effect.closed && flow.closed_at.is_none() {
                     flow.closed_at = Some(now);
