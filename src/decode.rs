@@ -327,10 +327,22 @@ impl Decoder {
         let (src, dst, ip_bytes, header_len, payload, ttl, header_ok) = match &sliced.net {
             Some(LaxNetSlice::Ipv4(v4)) => {
                 let h = v4.header();
+                let header_len = u32::from(h.ihl()) * 4;
+                let total_len = match u32::from(h.total_len()) {
+                    // TCP segmentation offload leaves the total length 0 in host captures: Zeek
+                    // (packet_analysis/protocol/ip/IP.cc, `total_len == 0`, weird
+                    // ip_hdr_len_zero) then takes the captured length when checksums are
+                    // ignored, as dg-audit's default keeps bad-checksum packets (`zeek -C`).
+                    0 => header_len + v4.payload().payload.len() as u32,
+                    // Shorter than its own header: invalid (IP.cc `ip_hdr_len > total_len`, weird
+                    // invalid_IP_header_size, dropped; tcpdump prints "(invalid)").
+                    total if total < header_len => return self.skip(SkipReason::BadIp),
+                    total => total,
+                };
                 (
                     IpAddr::V4(h.source_addr()),
                     IpAddr::V4(h.destination_addr()),
-                    h.total_len() as u32,
+                    total_len,
                     h.ihl() as u32 * 4,
                     v4.payload().clone(),
                     h.ttl(),
@@ -565,7 +577,17 @@ fn slice_link(link_type: u32, data: &[u8]) -> Result<LaxSlicedPacket<'_>, SkipRe
     use linktype::*;
     match link_type {
         ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| SkipReason::TruncatedLink),
-        RAW | RAW_OPENBSD | RAW_BSDOS | IPV4 | IPV6 => {
+        RAW | RAW_OPENBSD | RAW_BSDOS => {
+            LaxSlicedPacket::from_ip(data).map_err(|_| SkipReason::BadIp)
+        }
+        // LINKTYPE_IPV4 and LINKTYPE_IPV6 promise one version: a packet of the other is invalid
+        // (tcpdump's ipv4/ipv6 link printers report it as such), not decoded.
+        IPV4 | IPV6 => {
+            let version = data.first().map(|b| b >> 4);
+            let wanted = if link_type == IPV4 { 4 } else { 6 };
+            if version != Some(wanted) {
+                return Err(SkipReason::BadIp);
+            }
             LaxSlicedPacket::from_ip(data).map_err(|_| SkipReason::BadIp)
         }
         NULL | LOOP => {
@@ -850,6 +872,63 @@ mod tests {
         v4[14 + 20 + 6] = 0;
         v4[14 + 20 + 7] = 0;
         assert_eq!(decode_one(&v4).0, Some((Checksum::Unverified, 64)));
+    }
+
+    fn decode_link(link_type: u32, data: &[u8]) -> (Option<u32>, DecodeStats) {
+        let mut decoder = Decoder::new();
+        let mut got = None;
+        let f = Frame {
+            link_type,
+            ..frame(data)
+        };
+        decoder.decode(&f, &mut |p| got = Some(p.ip_bytes));
+        (got, decoder.stats().clone())
+    }
+
+    #[test]
+    fn an_ipv4_total_length_below_its_header_is_invalid_and_zero_is_tso() {
+        let data = tcp_v4(&[0x61; 3000]);
+        // Shorter than the 20-byte header: rejected, as Zeek's IP analyzer does.
+        let mut bad = data.clone();
+        bad[14 + 2..14 + 4].copy_from_slice(&19u16.to_be_bytes());
+        let (got, stats) = decode_link(1, &bad);
+        assert_eq!(got, None);
+        assert_eq!(stats.skipped.get(&SkipReason::BadIp), Some(&1));
+        // 0: a TSO segment from a host capture, its length the captured one (3000 + 40).
+        let mut tso = data.clone();
+        tso[14 + 2..14 + 4].copy_from_slice(&0u16.to_be_bytes());
+        let mut decoder = Decoder::new();
+        let mut got = None;
+        decoder.decode(&frame(&tso), &mut |p| {
+            got = match p.transport {
+                Transport::Tcp(seg) => Some((p.ip_bytes, seg.wire_payload_len)),
+                _ => None,
+            }
+        });
+        assert_eq!(got, Some((3040, 3000)));
+    }
+
+    #[test]
+    fn a_packet_of_the_other_ip_version_under_linktype_ipv4_or_ipv6_is_invalid() {
+        let v4 = &tcp_v4(b"x")[14..];
+        let mut v6 = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(5353, 5353)
+        .write(&mut v6, b"mdns")
+        .expect("build");
+        assert_eq!(decode_link(linktype::IPV4, v4).0, Some(41));
+        assert_eq!(decode_link(linktype::IPV6, &v6).0, Some(52));
+        for (link, data) in [(linktype::IPV6, v4), (linktype::IPV4, &v6[..])] {
+            let (got, stats) = decode_link(link, data);
+            assert_eq!(got, None, "link type {link}");
+            assert_eq!(stats.skipped.get(&SkipReason::BadIp), Some(&1));
+        }
+        // LINKTYPE_RAW takes either.
+        assert_eq!(decode_link(linktype::RAW, &v6).0, Some(52));
     }
 
     #[test]

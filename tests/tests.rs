@@ -11,3 +11,4 @@ mod live;
 mod loss;
 mod report;
 mod scenarios;
+mod zeek_semantics;

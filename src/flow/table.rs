@@ -35,10 +35,27 @@ pub struct FlowConfig {
     /// How long past its TTL a DNS answer still names a flow (`[dns] answer_slack_seconds`).
     #[serde(default = "default_answer_slack_secs")]
     pub dns_answer_slack_secs: u64,
+    /// Zeek's `tcp_attempt_delay` (init-bare.zeek: 5 secs): a connection whose originator's SYN
+    /// has no answer this long after it ends as an attempt (S0), and a later exchange on the same
+    /// tuple is a new connection (TCPSessionAdapter::AttemptTimer). 0 disables it, as in Zeek.
+    #[serde(default = "default_tcp_attempt_delay_secs")]
+    pub tcp_attempt_delay_secs: u64,
+    /// Zeek's `dns_session_timeout` (init-bare.zeek: 10 sec): a UDP flow to a DNS port ends when
+    /// the DNS analyzer's timer finds it idle (DNS.cc `DNS_Analyzer::ExpireTimer`). 0 disables it.
+    #[serde(default = "default_dns_session_timeout_secs")]
+    pub dns_session_timeout_secs: u64,
 }
 
 fn default_answer_slack_secs() -> u64 {
     names::DEFAULT_ANSWER_SLACK_SECS
+}
+
+fn default_tcp_attempt_delay_secs() -> u64 {
+    5
+}
+
+fn default_dns_session_timeout_secs() -> u64 {
+    10
 }
 
 impl Default for FlowConfig {
@@ -50,6 +67,8 @@ impl Default for FlowConfig {
             close_linger_secs: 5,
             max_flows: 1_000_000,
             dns_answer_slack_secs: names::DEFAULT_ANSWER_SLACK_SECS,
+            tcp_attempt_delay_secs: default_tcp_attempt_delay_secs(),
+            dns_session_timeout_secs: default_dns_session_timeout_secs(),
         }
     }
 }
@@ -118,6 +137,8 @@ struct Flow {
     payload: [u64; 2],
     tcp: Option<Box<TcpConn>>,
     midstream: bool,
+    /// Time of the originator's SYN that began the connection (arms Zeek's attempt timer).
+    syn_ts: Option<i64>,
     closed_at: Option<i64>,
     minutes: Vec<MinuteSlice>,
     /// Acknowledged-but-unseen bytes counted so far per direction, so the segments they are
@@ -147,6 +168,45 @@ impl Flow {
             None => self.last_ts,
         };
         now.saturating_sub(since) >= self.timeout(config)
+            || self.attempt_over(now, config)
+            || self.dns_session_over(now, config)
+    }
+
+    /// TCPSessionAdapter::AttemptTimer: `tcp_attempt_delay` after the originator's SYN, a
+    /// connection whose originator is still in SYN_SENT (or SYN_ACK_SENT) and whose responder
+    /// never sent anything is removed.
+    fn attempt_over(&self, now: i64, config: &FlowConfig) -> bool {
+        use crate::flow::tcp::EndpointState::{Inactive, SynAckSent, SynSent};
+        let (Some(tcp), Some(syn_ts)) = (&self.tcp, self.syn_ts) else {
+            return false;
+        };
+        config.tcp_attempt_delay_secs > 0
+            && now >= syn_ts.saturating_add(config.tcp_attempt_delay_secs as i64 * NANOS)
+            && matches!(tcp.ep[0].state, SynSent | SynAckSent)
+            && tcp.ep[1].state == Inactive
+    }
+
+    /// DNS_Analyzer::ExpireTimer on UDP: first armed `dns_session_timeout` after the flow began;
+    /// when it fires at `t` it removes the flow if `t - last >= dns_session_timeout - 1 s`, and
+    /// otherwise re-arms at `t + dns_session_timeout`.
+    fn dns_session_over(&self, now: i64, config: &FlowConfig) -> bool {
+        if self.proto != Transport::Udp
+            || config.dns_session_timeout_secs == 0
+            || !dns_udp_port(self.resp.1)
+        {
+            return false;
+        }
+        let period = config.dns_session_timeout_secs as i64 * NANOS;
+        let first = self.first_ts.saturating_add(period);
+        let wanted = self.last_ts.saturating_add(period - NANOS);
+        let fires = if wanted <= first {
+            first
+        } else {
+            let periods =
+                (wanted - first).div_euclid(period) + i64::from((wanted - first) % period != 0);
+            first.saturating_add(periods.saturating_mul(period))
+        };
+        now >= fires
     }
 
     fn account(&mut self, ts: i64, dir: usize, ip_bytes: u32, payload_new: u64, peer_new: u64) {
@@ -233,9 +293,118 @@ pub struct FlowTable {
     last_sweep: i64,
 }
 
-/// Ports that mark the server side of a flow seen without its SYN (or UDP answered first).
-fn likely_server_port(port: u16) -> bool {
-    port < 1024 || matches!(port, 1080 | 3128 | 5353 | 5355 | 8080 | 8089 | 8443 | 9991)
+/// Zeek's `likely_server_ports` (init-bare.zeek), as its default scripts fill it: every port an
+/// analyzer registers as a server port through `Analyzer::register_for_ports` (frameworks/analyzer/
+/// main.zeek: `likely_server_ports += server_ports`) or `PacketAnalyzer::register_for_ports`
+/// (packet-protocols/main.zeek), per transport. From zeek/zeek scripts/base: protocols/dce-rpc
+/// (135/tcp), dhcp (67/udp, 4011/udp; 68/udp is registered as a client port, not a server one),
+/// dnp3 (20000/tcp+udp), dns (53/udp+tcp, 137/udp, 5353/udp, 5355/udp), finger (79/tcp), ftp
+/// (21/tcp, 2811/tcp), http (80, 81, 631, 1080, 3128, 8000, 8080, 8888/tcp), imap (143/tcp),
+/// irc (6666-6669/tcp), krb (88/tcp+udp), ldap (389/tcp+udp, 3268/tcp), modbus (502/tcp), mqtt
+/// (1883/tcp), mysql (1434/tcp, 3306/tcp), ntp (123/udp), postgresql (5432/tcp), quic (443/udp;
+/// DNS-over-QUIC 853/784 deliberately not), radius (1812/udp), rdp (3389/tcp+udp), redis
+/// (6379/tcp), sip (5060/udp), smb (139/tcp, 445/tcp), smtp (25/tcp, 587/tcp), snmp (161/udp,
+/// 162/udp), socks (1080/tcp), ssh (22/tcp), ssl (443, 465, 563, 585, 614, 636, 989, 990, 992,
+/// 993, 995, 5223/tcp; DTLS 443/udp), syslog (514/udp+tcp), xmpp (5222/tcp, 5269/tcp); and
+/// packet-protocols ayiya (5072/udp), geneve (6081/udp), gre (4754/udp), gtpv1 (2152/udp,
+/// 2123/udp), teredo (3544/udp), vxlan (4789/udp).
+fn likely_server_port(port: u16, proto: Transport) -> bool {
+    match proto {
+        Transport::Tcp => matches!(
+            port,
+            21 | 22
+                | 25
+                | 53
+                | 79
+                | 80
+                | 81
+                | 88
+                | 135
+                | 139
+                | 143
+                | 389
+                | 443
+                | 445
+                | 465
+                | 502
+                | 514
+                | 563
+                | 585
+                | 587
+                | 614
+                | 631
+                | 636
+                | 989
+                | 990
+                | 992
+                | 993
+                | 995
+                | 1080
+                | 1434
+                | 1883
+                | 2811
+                | 3128
+                | 3268
+                | 3306
+                | 3389
+                | 5222
+                | 5223
+                | 5269
+                | 5432
+                | 6379
+                | 6666..=6669 | 8000 | 8080 | 8888 | 20000
+        ),
+        Transport::Udp => matches!(
+            port,
+            53 | 67
+                | 88
+                | 123
+                | 137
+                | 161
+                | 162
+                | 389
+                | 443
+                | 514
+                | 1812
+                | 2123
+                | 2152
+                | 3389
+                | 3544
+                | 4011
+                | 4754
+                | 4789
+                | 5060
+                | 5072
+                | 5353
+                | 5355
+                | 6081
+                | 20000
+        ),
+        _ => false,
+    }
+}
+
+/// Whether Zeek makes the receiver of a connection's first TCP packet its originator
+/// (packet_analysis/protocol/tcp/TCP.cc `TCPAnalyzer::WantConnection`): never for a SYN; for a
+/// SYN-ACK or a mid-stream packet, when the source port is a likely server port and the
+/// destination's is not; when both are, only for a non-SYN packet whose source port is the lower.
+fn tcp_flip(flags: u8, sport: u16, dport: u16) -> bool {
+    let syn = flags & tcp_flags::SYN != 0;
+    let ack = flags & tcp_flags::ACK != 0;
+    if syn && !ack || !likely_server_port(sport, Transport::Tcp) {
+        return false;
+    }
+    if likely_server_port(dport, Transport::Tcp) {
+        !syn && sport < dport
+    } else {
+        true
+    }
+}
+
+/// UDP ports Zeek's DNS analyzer is registered for (protocols/dns/main.zeek `DNS::ports`): its
+/// flows end after `dns_session_timeout` rather than the UDP inactivity timeout.
+fn dns_udp_port(port: u16) -> bool {
+    matches!(port, 53 | 137 | 5353 | 5355)
 }
 
 impl FlowTable {
@@ -380,7 +549,9 @@ impl FlowTable {
                 let tcp = flow
                     .tcp
                     .get_or_insert_with(|| Box::new(TcpConn::new(false)));
-                let effect = tcp.segment(dir, &seg);
+                // The snaplen cut this segment's payload: Zeek keeps it out of the reassembler.
+                let cut = pkt.truncated && (seg.payload.len() as u32) < seg.wire_payload_len;
+                let effect = tcp.segment_captured(dir, &seg, cut);
                 let mss = tcp.segment_size(1 - dir);
                 if effect.closed && flow.closed_at.is_none() {
                     flow.closed_at = Some(now);
@@ -430,27 +601,26 @@ impl FlowTable {
         src: (IpAddr, u16),
         dst: (IpAddr, u16),
     ) -> Flow {
-        // Choose the originator: the SYN sender; without a SYN, the side that is not on a
-        // well-known server port.
+        // Choose the originator as Zeek does: the SYN sender; otherwise by Zeek's likely
+        // server ports (TCP.cc and UDP.cc `WantConnection`). Zeek never flips toward a
+        // limited-broadcast responder (IPBasedAnalyzer::NewConn: `flip && !
+        // conn->RespAddr().IsBroadcast()`), so a DHCP answer to 255.255.255.255:68 stays as seen.
+        let broadcast = pkt.dst == IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
         let (flip, midstream) = match pkt.transport {
             L4::Tcp(seg) => {
                 let syn = seg.flags & tcp_flags::SYN != 0;
                 let ack = seg.flags & tcp_flags::ACK != 0;
-                if syn && !ack {
-                    (false, false)
-                } else if syn && ack {
-                    (true, true)
-                } else {
-                    (
-                        likely_server_port(seg.src_port) && !likely_server_port(seg.dst_port),
-                        true,
-                    )
-                }
+                (
+                    tcp_flip(seg.flags, seg.src_port, seg.dst_port) && !broadcast,
+                    !syn || ack,
+                )
             }
             L4::Udp {
                 src_port, dst_port, ..
             } => (
-                likely_server_port(src_port) && !likely_server_port(dst_port),
+                likely_server_port(src_port, Transport::Udp)
+                    && !likely_server_port(dst_port, Transport::Udp)
+                    && !broadcast,
                 false,
             ),
             L4::Icmp { icmp_type, v6, .. } => (is_icmp_reply(icmp_type, v6), false),
@@ -490,10 +660,17 @@ impl FlowTable {
             payload: [0; 2],
             tcp: (proto == Transport::Tcp).then(|| Box::new(TcpConn::new(flip))),
             midstream,
+            syn_ts: matches!(pkt.transport, L4::Tcp(seg) if !flip && seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
+                .then_some(pkt.ts_nanos),
             closed_at: None,
             minutes: Vec::new(),
             missed_counted: [0; 2],
-            udp_history: String::new(),
+            // Connection::FlipRoles adds '^' to any connection's history (Conn.cc).
+            udp_history: if flip && proto == Transport::Udp {
+                "^".to_string()
+            } else {
+                String::new()
+            },
             app: AppState::default(),
             dns_evidence: self.names.dns_evidence(resp.0, pkt.ts_nanos),
             icmp_type_code,
@@ -524,12 +701,18 @@ impl FlowTable {
             .flows
             .iter()
             .take(64)
-            .filter(|(_, f)| f.closed_at.is_some() && f.expired(now, &self.config))
+            .filter(|(_, f)| f.expired(now, &self.config))
             .map(|(k, _)| *k)
             .collect();
         for key in done {
             if let Some(flow) = self.flows.remove(&key) {
-                out(self.record(flow, EndReason::Closed));
+                let reason = if flow.closed_at.is_some() {
+                    EndReason::Closed
+                } else {
+                    self.stats.timed_out += 1;
+                    EndReason::Timeout
+                };
+                out(self.record(flow, reason));
             }
         }
     }
@@ -785,7 +968,12 @@ mod tests {
 
     #[test]
     fn changed_since_returns_exactly_the_flows_with_a_packet_since() {
-        let mut table = FlowTable::new(FlowConfig::default(), NameBook::default());
+        // Unanswered SYNs would end after tcp_attempt_delay: keep them all open here.
+        let config = FlowConfig {
+            tcp_attempt_delay_secs: 0,
+            ..FlowConfig::default()
+        };
+        let mut table = FlowTable::new(config, NameBook::default());
         let mut out = |_rec: FlowRecord| panic!("no flow ends here");
         for (i, port) in (40000..40010).enumerate() {
             table.process(&syn(i as i64 * NANOS, port), &mut out);
@@ -887,6 +1075,149 @@ mod tests {
         let minutes = acked_unseen("192.0.2.10", "203.0.113.10", None);
         // ceil(3000 / 1460) = 3 segments of 40 header bytes.
         assert_eq!(minutes[1].orig_missed_ip_bytes, 3000 + 3 * 40);
+    }
+
+    fn run(config: FlowConfig, packets: &[Packet<'static>]) -> Vec<FlowRecord> {
+        let mut table = FlowTable::new(config, NameBook::default());
+        let mut records = Vec::new();
+        for p in packets {
+            table.process(p, &mut |r| records.push(r));
+        }
+        table.finish(&mut |r| records.push(r));
+        records
+    }
+
+    #[test]
+    fn a_syn_ack_seen_first_from_a_server_port_is_s1_flipped() {
+        use tcp_flags::{ACK, SYN};
+        let up = ("192.0.2.10", "203.0.113.10", true);
+        let down = ("203.0.113.10", "192.0.2.10", false);
+        let r = run(
+            FlowConfig::default(),
+            &[
+                segment(0, down, (900, 101, SYN | ACK), None),
+                segment(NANOS, up, (101, 901, ACK), None),
+            ],
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].orig_p, r[0].resp_p), (40000, 443));
+        assert_eq!(
+            (r[0].conn_state, r[0].history.as_str()),
+            (ConnState::S1, "^hA")
+        );
+    }
+
+    fn udp(ts: i64, (src, sport): (&str, u16), (dst, dport): (&str, u16)) -> Packet<'static> {
+        Packet {
+            ts_nanos: ts,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ip_proto: 17,
+            ip_bytes: 28 + 300,
+            vlan: None,
+            truncated: false,
+            ttl: 64,
+            checksum: crate::decode::Checksum::Good,
+            transport: L4::Udp {
+                src_port: sport,
+                dst_port: dport,
+                payload: &[],
+                wire_payload_len: 300,
+            },
+        }
+    }
+
+    #[test]
+    fn orientation_follows_zeeks_likely_server_ports() {
+        // DHCP: 67 is a server port, 68 a client one. A unicast answer seen first is flipped
+        // toward the client ...
+        let r = run(
+            FlowConfig::default(),
+            &[udp(0, ("192.0.2.1", 67), ("192.0.2.50", 68))],
+        );
+        assert_eq!(
+            (r[0].orig_h.to_string(), r[0].orig_p, r[0].resp_p),
+            ("192.0.2.50".into(), 68, 67)
+        );
+        assert_eq!(r[0].history, "^d");
+        // ... but never toward a limited-broadcast responder.
+        let r = run(
+            FlowConfig::default(),
+            &[udp(0, ("192.0.2.1", 67), ("255.255.255.255", 68))],
+        );
+        assert_eq!(
+            (r[0].orig_p, r[0].resp_p, r[0].history.as_str()),
+            (67, 68, "D")
+        );
+        // A port below 1024 that no analyzer registers is no server port: 40000 -> 999 stays.
+        let r = run(
+            FlowConfig::default(),
+            &[udp(0, ("192.0.2.1", 999), ("192.0.2.50", 40000))],
+        );
+        assert_eq!((r[0].orig_p, r[0].resp_p), (999, 40000));
+        // TCP mid-stream between two server ports: flipped only when the source is the lower.
+        assert!(tcp_flip(tcp_flags::ACK, 80, 443));
+        assert!(!tcp_flip(tcp_flags::ACK, 443, 80));
+        assert!(!tcp_flip(tcp_flags::SYN | tcp_flags::ACK, 80, 443));
+        assert!(tcp_flip(tcp_flags::SYN | tcp_flags::ACK, 443, 40000));
+        assert!(!tcp_flip(tcp_flags::SYN, 443, 40000));
+    }
+
+    #[test]
+    fn an_unanswered_syn_ends_after_the_attempt_delay_and_a_later_exchange_is_new() {
+        use tcp_flags::{ACK, SYN};
+        let up = ("192.0.2.10", "203.0.113.10", true);
+        let down = ("203.0.113.10", "192.0.2.10", false);
+        let packets = [
+            segment(0, up, (100, 0, SYN), None),
+            segment(3 * NANOS, up, (100, 0, SYN), None),
+            // Past tcp_attempt_delay (5 s after the first SYN): a new connection.
+            segment(6 * NANOS, up, (100, 0, SYN), None),
+            segment(6 * NANOS + 1, down, (900, 101, SYN | ACK), None),
+            segment(6 * NANOS + 2, up, (101, 901, ACK), None),
+        ];
+        let r = run(FlowConfig::default(), &packets);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].conn_state, r[0].orig_pkts), (ConnState::S0, 2));
+        assert_eq!(
+            (r[1].conn_state, r[1].history.as_str()),
+            (ConnState::S1, "ShA")
+        );
+        // Zeek's default can be changed (0 disables the timer, as in Zeek).
+        let config = FlowConfig {
+            tcp_attempt_delay_secs: 0,
+            ..FlowConfig::default()
+        };
+        assert_eq!(run(config, &packets).len(), 1);
+    }
+
+    #[test]
+    fn a_dns_flow_ends_after_the_dns_session_timeout() {
+        let q = |ts: i64| udp(ts, ("192.0.2.10", 53000), ("192.0.2.53", 53));
+        // The timer fires 10 s after the first packet and ends a flow idle 10 - 1 s by then.
+        let r = run(FlowConfig::default(), &[q(0), q(NANOS), q(10 * NANOS + 1)]);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].orig_pkts, r[1].orig_pkts), (2, 1));
+        // Otherwise it re-arms: at 10 s the flow is 8 s idle, at 20 s 1 s idle (the packet at
+        // 19 s), at 30 s 10 s idle: the packet at 31 s begins a new flow.
+        let packets = [
+            q(0),
+            q(2 * NANOS),
+            q(19 * NANOS),
+            q(20 * NANOS),
+            q(31 * NANOS),
+        ];
+        let r = run(FlowConfig::default(), &packets);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].orig_pkts, r[1].orig_pkts), (4, 1));
+        // Another UDP flow keeps the 60 s inactivity timeout.
+        let o = |ts: i64| udp(ts, ("192.0.2.10", 53000), ("192.0.2.54", 9999));
+        assert_eq!(run(FlowConfig::default(), &[o(0), o(30 * NANOS)]).len(), 1);
+        let config = FlowConfig {
+            dns_session_timeout_secs: 0,
+            ..FlowConfig::default()
+        };
+        assert_eq!(run(config, &packets).len(), 1);
     }
 
     /// A DNS response from the resolver 192.0.2.53 to `client`: license.deepgram.com is

@@ -36,6 +36,8 @@ const MAX_HOLES: usize = 16;
 #[derive(Debug, Clone, Default)]
 pub struct Endpoint {
     pub state: EndpointState,
+    /// The state before the last change (Zeek's `TCP_Endpoint::prev_state`).
+    prev_state: EndpointState,
     /// Sequence number of the first payload byte (ISN + 1, or the first seq seen mid-stream).
     base: Option<u32>,
     /// Bytes of sequence space covered from `base`.
@@ -61,12 +63,39 @@ pub struct Endpoint {
     pub acked_missed: u64,
     /// The Maximum Segment Size this side announced in its SYN.
     mss: Option<u16>,
+    /// Zeek's content gaps: bytes the peer acknowledged while the capture did not hold them, on
+    /// a cleanly established connection (the sum of `content_gap` lengths, Zeek's
+    /// `missed_bytes`). Never decreases: a hole filled after the ACK passed it stays a gap.
+    gap_bytes: u64,
+    /// Content gaps reported (Zeek's `gap_cnt`, for the scaled `G` history letter).
+    gaps: u64,
 }
 
 impl Endpoint {
-    /// Bytes inside the covered span that were never seen.
+    /// Zeek's `missed_bytes` for this side: content gaps, the bytes an ACK showed were sent
+    /// while the capture never held them (TCP_Reassembler.cc: `AckReceived` -> `TrimToSeq` ->
+    /// `Undelivered` -> `Gap`, and `conn/main.zeek` adds each `content_gap` length). A hole
+    /// filled by a retransmission or a reordered segment before an ACK passed it was never a
+    /// gap, and a hole nothing acknowledged is not one either (it is `unacked_missed`).
     pub fn missed(&self) -> u64 {
+        self.gap_bytes
+    }
+
+    /// Bytes inside the covered span never seen, acknowledged or not.
+    pub fn holes_total(&self) -> u64 {
         self.forgotten_missed + self.holes.iter().map(|(a, b)| b - a).sum::<u64>()
+    }
+
+    /// Zeek's `is_clean` (TCP_Reassembler.cc): established, or closed after being established.
+    fn is_clean(&self) -> bool {
+        self.state == EndpointState::Established
+            || (self.state == EndpointState::Closed
+                && self.prev_state == EndpointState::Established)
+    }
+
+    fn set_state(&mut self, state: EndpointState) {
+        self.prev_state = self.state;
+        self.state = state;
     }
 
     /// Relative offset of `seq`, unwrapped around the current span end.
@@ -102,23 +131,27 @@ impl Endpoint {
 
     /// The peer acknowledged this side's stream up to relative offset `to`: returns the bytes of
     /// gaps that this ACK newly shows were received (acknowledged but never seen).
-    fn acknowledge(&mut self, to: u64) -> u64 {
+    fn acknowledge(&mut self, to: u64) -> (u64, u64) {
         if to <= self.acked {
-            return 0;
+            return (0, 0);
         }
         let from = self.acked;
-        let mut revealed: u64 = self
-            .holes
-            .iter()
-            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
-            .sum();
+        let (mut revealed, mut pieces) = (0, 0);
+        for &(a, b) in &self.holes {
+            let n = b.min(to).saturating_sub(a.max(from));
+            if n > 0 {
+                revealed += n;
+                pieces += 1;
+            }
+        }
         if self.forgotten_unacked > 0 && to >= self.forgotten_until {
             revealed += self.forgotten_unacked;
+            pieces += 1;
             self.forgotten_unacked = 0;
         }
         self.acked = to;
         self.acked_missed += revealed;
-        revealed
+        (revealed, pieces)
     }
 
     /// Removes `[from, to)` from the holes (late or reordered data filled them).
@@ -147,7 +180,7 @@ impl Endpoint {
     fn segment_data(
         &mut self,
         seg: &TcpSegment<'_>,
-        syn: bool,
+        (syn, cut): (bool, bool),
         len: u64,
         effect: &mut SegmentEffect,
     ) -> (bool, bool) {
@@ -161,13 +194,38 @@ impl Endpoint {
         };
         match self.relative(data_seq) {
             Some(rel) if rel - (self.span as i64) < MAX_SEQ_JUMP => {
-                let (new, retransmit, gap) = self.data(rel, len);
+                let (new, retransmit, gap) = if cut {
+                    self.unseen_data(rel, len)
+                } else {
+                    self.data(rel, len)
+                };
                 effect.sender_new = new;
                 effect.stream_offset = (rel >= 0).then_some(rel as u64);
                 (retransmit, gap)
             }
             _ => (false, false),
         }
+    }
+
+    /// Accounts a segment whose payload the snaplen cut: its sequence space counts (Zeek's
+    /// sizes come from sequence numbers), but Zeek never hands it to the reassembler
+    /// (TCP_Endpoint::DataSent: `caplen >= len` or weird `truncated_tcp_payload`; and
+    /// TCPSessionAdapter::DeliverPacket passes data only when `remaining >= len`), so the range
+    /// stays a hole that becomes a content gap (`G`, `missed_bytes`) once the peer acknowledges it.
+    fn unseen_data(&mut self, rel: i64, len: u64) -> (u64, bool, bool) {
+        if rel < 0 || len == 0 {
+            return (0, rel < 0 && len > 0, false);
+        }
+        let (from, to) = (rel as u64, rel as u64 + len);
+        let retransmit = from < self.span.max(self.highest);
+        let mut new = 0;
+        if to > self.span {
+            self.add_hole(self.span, to);
+            new = to - self.span;
+            self.span = to;
+        }
+        self.highest = self.highest.max(to);
+        (new, retransmit, new > 0)
     }
 
     /// Accounts a segment's data `[rel, rel + len)`; returns (new bytes, was a retransmission, opened a gap).
@@ -269,8 +327,19 @@ impl TcpConn {
         }
     }
 
-    /// Applies one segment sent by `dir` (0 = originator).
+    /// Applies one segment sent by `dir` (0 = originator), its payload wholly captured.
     pub fn segment(&mut self, dir: usize, seg: &TcpSegment<'_>) -> SegmentEffect {
+        self.segment_captured(dir, seg, false)
+    }
+
+    /// Applies one segment sent by `dir`; `cut` when the snaplen cut its payload (see
+    /// [`Endpoint::unseen_data`]).
+    pub fn segment_captured(
+        &mut self,
+        dir: usize,
+        seg: &TcpSegment<'_>,
+        cut: bool,
+    ) -> SegmentEffect {
         let flags = seg.flags;
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
@@ -317,7 +386,9 @@ impl TcpConn {
                 }
             }
         }
-        let (retransmit, gap) = me.segment_data(seg, syn, len, &mut effect);
+        // A hole opened here is not yet a gap: Zeek's reassembler waits for the data, and only
+        // an ACK past it makes it one (see `peer_ack`).
+        let (retransmit, _opened_hole) = me.segment_data(seg, (syn, cut), len, &mut effect);
         if fin {
             if let Some(rel) = me.relative(seg.seq) {
                 let at = (rel.max(0) as u64) + len;
@@ -331,15 +402,12 @@ impl TcpConn {
             let n = me.retransmits;
             self.scaled_letter(dir, 'T', n);
         }
-        if gap {
-            self.letter(dir, 'G');
-        }
-
+        // As TCPSessionAdapter::DeliverPacket: the state machine first, then the ACK, so that
+        // whether a gap counts depends on the state this segment left.
+        self.update_state(dir, syn, ack, fin, rst, len);
         if ack && !rst {
             self.peer_ack(peer, seg.ack, &mut effect);
         }
-
-        self.update_state(dir, syn, ack, fin, rst, len);
         effect.closed = self.is_closed();
         effect
     }
@@ -363,43 +431,97 @@ impl TcpConn {
             them.span = acked as u64;
         }
         // A bogus ACK far past the span was ignored above: it reveals nothing either.
+        let mut pieces = 0;
         if acked > 0 && acked as u64 <= them.span {
-            effect.peer_missed = them.acknowledge(acked as u64);
+            (effect.peer_missed, pieces) = them.acknowledge(acked as u64);
         }
-        if effect.peer_new > 0 {
-            self.letter(peer, 'G');
+        // TCP_Reassembler::Gap: a content gap is recorded (history `G`, scaled as the count
+        // reaches 1, 10, 100, ...; `content_gap` adding to `missed_bytes`) only while both
+        // endpoints are established or closing cleanly (`established_or_cleanly_closing`;
+        // `report_gaps_for_partial` is F by default), so a partial connection reports none.
+        if effect.peer_missed > 0 && self.ep[0].is_clean() && self.ep[1].is_clean() {
+            self.ep[peer].gap_bytes += effect.peer_missed;
+            for _ in 0..pieces {
+                self.ep[peer].gaps += 1;
+                let n = self.ep[peer].gaps;
+                self.scaled_letter(peer, 'G', n);
+            }
         }
     }
 
+    /// Zeek's endpoint state machine (TCPSessionAdapter.cc `UpdateStateMachine` and its
+    /// `Update*State` helpers), without the role flip of a SYN/SYN-ACK reversal.
     fn update_state(&mut self, dir: usize, syn: bool, ack: bool, fin: bool, rst: bool, len: u64) {
         use EndpointState::*;
         let peer = 1 - dir;
-        let state = self.ep[dir].state;
-        if rst {
-            self.ep[dir].state = Reset;
-            return;
-        }
-        if state == Reset {
-            return;
-        }
-        if syn {
-            if state == Inactive || state == SynSent {
-                self.ep[dir].state = if ack { SynAckSent } else { SynSent };
+        let is_orig = dir == 0;
+        match self.ep[dir].state {
+            Inactive => {
+                // UpdateInactiveState.
+                if syn {
+                    if is_orig {
+                        self.ep[dir].set_state(if ack { SynAckSent } else { SynSent });
+                    } else {
+                        // The responder's SYN (normally a SYN-ACK) establishes it, and the
+                        // originator too if it had sent its SYN: a SYN-ACK seen first, or a
+                        // SYN-ACK with no ACK after it, is S1 in Zeek.
+                        if self.ep[peer].state == SynSent {
+                            self.ep[peer].set_state(Established);
+                        }
+                        self.ep[dir].set_state(Established);
+                    }
+                }
+                if fin {
+                    self.ep[dir].set_state(Closed);
+                }
+                if rst {
+                    self.ep[dir].set_state(Reset);
+                }
+                if self.ep[dir].state == Inactive {
+                    if !is_orig && len == 0 && self.ep[0].state == SynSent {
+                        // An ACK of the SYN before the SYN-ACK: not a partial connection.
+                    } else if ack && self.ep[peer].state == Established {
+                        // The SYN was missed but the SYN-ACK seen: establish, not partial.
+                        self.ep[dir].set_state(Established);
+                    } else {
+                        self.ep[dir].set_state(Partial);
+                    }
+                }
             }
-        } else if state == Inactive {
-            self.ep[dir].state = Partial;
-        } else if ack && (state == SynSent || state == SynAckSent) {
-            self.ep[dir].state = Established;
-            if self.ep[peer].state == SynAckSent {
-                self.ep[peer].state = Established;
+            SynSent | SynAckSent => {
+                // UpdateSYN_SentState.
+                if fin {
+                    self.ep[dir].set_state(Closed);
+                }
+                if rst {
+                    self.ep[dir].set_state(Reset);
+                }
             }
-        }
-        if ack && !syn && self.ep[peer].state == SynAckSent && self.ep[dir].state == Established {
-            self.ep[peer].state = Established;
-        }
-        let _ = len;
-        if fin {
-            self.ep[dir].state = Closed;
+            Established | Partial => {
+                // UpdateEstablishedState.
+                if syn && !ack && self.ep[dir].state == Partial && self.ep[peer].state == Inactive {
+                    self.ep[dir].set_state(SynSent);
+                }
+                if fin && !rst {
+                    self.ep[dir].set_state(Closed);
+                    // "The peer sent a FIN followed by a RST. Turn it back into CLOSED state,
+                    // because this was actually normal termination."
+                    if self.ep[peer].state == Reset && self.ep[peer].prev_state == Closed {
+                        self.ep[peer].set_state(Closed);
+                    }
+                }
+                if rst {
+                    self.ep[dir].set_state(Reset);
+                }
+            }
+            Closed => {
+                // UpdateClosedState: "If our peer was also closed, then don't change our state
+                // now on a RST, since this connection has already seen a FIN exchange" (SF).
+                if rst && self.ep[peer].state != Closed {
+                    self.ep[dir].set_state(Reset);
+                }
+            }
+            Reset => {}
         }
     }
 
@@ -603,12 +725,111 @@ mod tests {
     fn reordered_data_fills_its_gap() {
         let mut c = TcpConn::new(false);
         c.segment(0, &seg(SYN, 0, 0, 0));
-        c.segment(0, &seg(ACK, 101, 0, 50)); // gap [0, 100)
-        assert_eq!(c.ep[0].missed(), 100);
+        c.segment(0, &seg(ACK, 101, 0, 50)); // hole [0, 100)
+        assert_eq!(c.ep[0].holes_total(), 100);
         let e = c.segment(0, &seg(ACK, 1, 0, 100));
         assert_eq!(e.sender_new, 0);
-        assert_eq!(c.ep[0].missed(), 0);
+        assert_eq!((c.ep[0].holes_total(), c.ep[0].missed()), (0, 0));
         assert_eq!(c.ep[0].span, 150);
+    }
+
+    fn handshake() -> TcpConn {
+        let mut c = TcpConn::new(false);
+        c.segment(0, &seg(SYN, 0, 0, 0));
+        c.segment(1, &seg(SYN | ACK, 1000, 1, 0));
+        c.segment(0, &seg(ACK, 1, 1001, 0));
+        c
+    }
+
+    /// zeek-tls-hrr.pcap's shape: the server's second segment arrives before its first, the
+    /// client acknowledges the whole, and the first arrives late (a hole filled, never a gap).
+    #[test]
+    fn a_hole_filled_by_a_reordered_or_retransmitted_segment_is_no_gap() {
+        let mut c = handshake();
+        c.segment(1, &seg(ACK, 1001 + 1368, 1, 100)); // hole [0, 1368)
+        c.segment(1, &seg(ACK | PSH, 1001, 1, 1368)); // fills it
+        c.segment(0, &seg(ACK, 1, 1001 + 1468, 0));
+        assert_eq!(c.ep[1].missed(), 0);
+        assert_eq!(c.history(), "ShAd");
+        // A retransmission filling a hole after the peer's duplicate ACKs stopped below it.
+        c.segment(1, &seg(ACK, 1001 + 1468 + 500, 1, 100)); // hole [1468, 1968)
+        c.segment(0, &seg(ACK, 1, 1001 + 1468, 0));
+        c.segment(1, &seg(ACK, 1001 + 1468, 1, 500));
+        c.segment(0, &seg(ACK, 1, 1001 + 2068, 0));
+        assert_eq!(c.ep[1].missed(), 0);
+        assert!(!c.history().contains(['g', 'G']), "{}", c.history());
+        // An ACK past a hole still open is Zeek's content gap, and it stays one once filled.
+        c.segment(1, &seg(ACK, 1001 + 2068 + 10, 1, 10)); // hole [2068, 2078)
+        c.segment(0, &seg(ACK, 1, 1001 + 2088, 0));
+        c.segment(1, &seg(ACK, 1001 + 2068, 1, 10));
+        assert_eq!(c.ep[1].missed(), 10);
+        assert!(c.history().ends_with('g'), "{}", c.history());
+    }
+
+    #[test]
+    fn segments_larger_than_the_mtu_are_data_not_gaps() {
+        // A host capture sees what the stack handed the NIC (TSO/GSO): 64000 bytes at once.
+        let mut c = handshake();
+        c.segment(0, &seg(ACK | PSH, 1, 1001, 64000));
+        c.segment(0, &seg(ACK | PSH, 64001, 1001, 2896));
+        c.segment(1, &seg(ACK, 1001, 1 + 66896, 0));
+        assert_eq!((c.ep[0].span, c.ep[0].missed()), (66896, 0));
+        assert_eq!(c.history(), "ShADa");
+    }
+
+    #[test]
+    fn payload_cut_by_the_snaplen_is_a_gap_once_acknowledged() {
+        let mut c = handshake();
+        let e = c.segment_captured(0, &seg(ACK | PSH, 1, 1001, 1448), true);
+        // Its sequence space counts (orig_bytes) but it is not yet missed.
+        assert_eq!((e.sender_new, c.ep[0].missed()), (1448, 0));
+        c.segment(1, &seg(ACK, 1001, 1 + 1448, 0));
+        assert_eq!((c.ep[0].span, c.ep[0].missed()), (1448, 1448));
+        assert_eq!(c.history(), "ShADaG");
+        assert_eq!(c.ep[0].unacked_missed(), 0);
+    }
+
+    #[test]
+    fn a_rst_after_both_fins_keeps_sf() {
+        for rst_from in [0, 1] {
+            let mut c = handshake();
+            c.segment(0, &seg(FIN | ACK, 1, 1001, 0));
+            c.segment(1, &seg(FIN | ACK, 1001, 2, 0));
+            c.segment(
+                rst_from,
+                &seg(RST, if rst_from == 0 { 2 } else { 1002 }, 0, 0),
+            );
+            assert_eq!(c.conn_state(), ConnState::SF, "RST from {rst_from}");
+        }
+        // A FIN, the same side's RST, then the peer's FIN: Zeek turns the RST back into a close.
+        let mut c = handshake();
+        c.segment(0, &seg(FIN | ACK, 1, 1001, 0));
+        c.segment(0, &seg(RST, 2, 0, 0));
+        assert_eq!(c.conn_state(), ConnState::RSTO);
+        c.segment(1, &seg(FIN | ACK, 1001, 2, 0));
+        assert_eq!(c.conn_state(), ConnState::SF);
+        // One FIN then the peer's RST is still RSTR.
+        let mut c = handshake();
+        c.segment(0, &seg(FIN | ACK, 1, 1001, 0));
+        c.segment(1, &seg(RST, 1001, 0, 0));
+        assert_eq!(c.conn_state(), ConnState::RSTR);
+    }
+
+    #[test]
+    fn a_syn_ack_seen_first_is_s1_flipped() {
+        // The table flips the roles (the SYN-ACK came from a likely server port).
+        let mut c = TcpConn::new(true);
+        c.segment(1, &seg(SYN | ACK, 1000, 1, 0));
+        c.segment(0, &seg(ACK, 1, 1001, 0));
+        c.segment(0, &seg(ACK | PSH, 1, 1001, 10));
+        c.segment(1, &seg(ACK, 1001, 11, 0));
+        assert_eq!(c.conn_state(), ConnState::S1);
+        assert_eq!(c.history(), "^hADa");
+        // A SYN answered by a SYN-ACK and nothing more is S1 too (both established).
+        let mut c = TcpConn::new(false);
+        c.segment(0, &seg(SYN, 0, 0, 0));
+        c.segment(1, &seg(SYN | ACK, 1000, 1, 0));
+        assert_eq!(c.conn_state(), ConnState::S1);
     }
 
     #[test]

@@ -164,7 +164,9 @@ impl<'a> FileReader<'a> {
                         magic: magic(8),
                     })?;
                 facts.format = "pcap".into();
-                let link_type = header.network.0 as u32;
+                // The upper bits carry the FCS length (libpcap pcap-common.h: LT_LINKTYPE(x) is
+                // x & 0x03FFFFFF; LT_FCS_LENGTH_PRESENT / LT_FCS_LENGTH in bits 26-31).
+                let link_type = (header.network.0 as u32) & 0x03FF_FFFF;
                 facts.link_types.push(link_type);
                 facts.snaplen = header.snaplen;
                 (
