@@ -1,0 +1,191 @@
+//! The Prometheus deployment files under deploy/: rules, scrape configs and the rules' unit tests
+//! pass `promtool`. Without promtool these tests skip, except in CI (CI=true), where
+//! `scripts/setup.sh --test` installs it and a missing promtool fails.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+/// True when promtool can run; false (after a SKIP line) when it is missing outside CI; panics
+/// when it is missing in CI.
+fn promtool_present(test: &str) -> bool {
+    let found = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "deploy::{test}: promtool is not installed; CI (CI=true) installs it with \
+             scripts/setup.sh --test, so this test must run there, not skip"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP deploy::{test}: promtool is not installed"
+        );
+    }
+    found
+}
+
+/// Runs promtool with `args` (and `stdin`), panicking with its output when it fails.
+fn promtool(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    {
+        let mut input = child.stdin.take().expect("stdin piped");
+        if let Some(text) = stdin {
+            input
+                .write_all(text.as_bytes())
+                .expect("promtool reads stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("promtool finishes");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool {} failed:\n{text}",
+        args.join(" ")
+    );
+    text
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn alerting_rules_pass_promtool_check_rules() {
+    if !promtool_present("alerting_rules_pass_promtool_check_rules") {
+        return;
+    }
+    let rules = deploy().join("prometheus/dg-audit.rules.yml");
+    promtool(&["check", "rules", path_str(&rules)], None);
+}
+
+#[test]
+fn every_alerting_rule_has_a_passing_promtool_unit_test() {
+    if !promtool_present("every_alerting_rule_has_a_passing_promtool_unit_test") {
+        return;
+    }
+    let dir = deploy().join("prometheus/tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("deploy/prometheus/tests exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no unit tests in {}", dir.display());
+    let mut args = vec!["test", "rules"];
+    args.extend(files.iter().map(|p| path_str(p)));
+    promtool(&args, None);
+
+    // Every alert of the rules file is the subject of at least one `alertname:` check.
+    let rules = std::fs::read_to_string(deploy().join("prometheus/dg-audit.rules.yml"))
+        .expect("rules file");
+    let tests: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("test file"))
+        .collect();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(str::trim)
+        .collect();
+    assert!(alerts.len() >= 8, "alerts found: {alerts:?}");
+    for alert in alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n")),
+            "alert {alert} has no promtool unit test in {}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn rules_match_the_app_label_both_scrape_configs_set() {
+    let rules = std::fs::read_to_string(deploy().join("prometheus/dg-audit.rules.yml"))
+        .expect("rules file");
+    for line in rules.lines().filter(|l| l.trim().starts_with("expr:")) {
+        assert!(
+            !line.contains("job="),
+            "a rule matches on the job name, which differs between scrape configs: {line}"
+        );
+    }
+    for file in ["prometheus.yml", "prometheus-kubernetes.yml"] {
+        let text =
+            std::fs::read_to_string(deploy().join("prometheus").join(file)).expect("scrape config");
+        assert!(
+            text.contains("      - target_label: app\n        replacement: dg-audit\n"),
+            "{file} does not set app=\"dg-audit\" by relabeling"
+        );
+    }
+}
+
+#[test]
+fn scrape_configs_pass_promtool_check_config() {
+    if !promtool_present("scrape_configs_pass_promtool_check_config") {
+        return;
+    }
+    promtool(
+        &[
+            "check",
+            "config",
+            path_str(&deploy().join("prometheus/prometheus.yml")),
+        ],
+        None,
+    );
+    // Debian's promtool is built without Kubernetes discovery: check the Kubernetes job as is
+    // when this promtool knows kubernetes_sd_configs, else with the discovery block swapped for
+    // a static target (the relabeling, the part dg-audit's rules depend on, is still checked).
+    let k8s = deploy().join("prometheus/prometheus-kubernetes.yml");
+    let full = Command::new("promtool")
+        .args(["check", "config", path_str(&k8s)])
+        .output()
+        .expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&full.stdout),
+        String::from_utf8_lossy(&full.stderr)
+    );
+    if full.status.success() {
+        return;
+    }
+    assert!(
+        said.contains("field kubernetes_sd_configs not found"),
+        "promtool check config {}:\n{said}",
+        k8s.display()
+    );
+    let text = std::fs::read_to_string(&k8s).expect("kubernetes scrape config");
+    let start = text
+        .find("    kubernetes_sd_configs:\n")
+        .expect("kubernetes_sd_configs block");
+    let end = start
+        + text[start..]
+            .find("    relabel_configs:\n")
+            .expect("relabel");
+    let swapped = format!(
+        "{}    static_configs:\n      - targets: [\"10.0.0.5:9464\"]\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    let dir = std::env::temp_dir().join(format!("dg-audit-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let copy = dir.join("prometheus-kubernetes.yml");
+    std::fs::write(&copy, swapped).expect("copy written");
+    promtool(&["check", "config", path_str(&copy)], None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
