@@ -189,3 +189,74 @@ fn scrape_configs_pass_promtool_check_config() {
     promtool(&["check", "config", path_str(&copy)], None);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The exposition dg-audit serves, with every family holding samples (a live engine's policy,
+/// one source host, alerts, durations).
+fn rendered_metrics() -> String {
+    use dg_audit::live::metrics::{Metrics, PolicyLimits};
+    let m = Metrics::new();
+    {
+        let mut s = m.lock();
+        s.capture_up = true;
+        s.start_time_seconds = 1_700_000_000.25;
+        s.frames = 10;
+        s.packets = 9;
+        s.licensing_minute_bytes.insert("192.0.2.10".into(), 3000);
+        s.licensing_bytes_total.insert("192.0.2.10".into(), 9000);
+        s.checkins.insert("192.0.2.10".into(), 3);
+        s.last_checkin_seconds
+            .insert("192.0.2.10".into(), 1_700_000_060.5);
+        s.overdue.insert("192.0.2.10".into(), false);
+        s.durations.observe(0.2);
+        s.alerts.insert(("DEST".into(), "violation".into()), 2);
+        s.alerts.insert(("TLS".into(), "finding".into()), 1);
+        s.policy = Some(PolicyLimits {
+            max_egress_bytes_per_minute: 8192,
+            cadence_seconds: 60,
+            cadence_tolerance_seconds: 15,
+        });
+    }
+    m.render()
+}
+
+#[test]
+fn rendered_metrics_pass_promtool_check_metrics() {
+    let text = rendered_metrics();
+    for name in [
+        "dg_audit_build_info{version=\"",
+        "dg_audit_policy_max_egress_bytes_per_minute 8192\n",
+        "dg_audit_policy_cadence_seconds 60\n",
+        "dg_audit_policy_cadence_tolerance_seconds 15\n",
+    ] {
+        assert!(text.contains(name), "no {name} in\n{text}");
+    }
+    if cfg!(target_os = "linux") {
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            let v: f64 = value.parse().expect("a number");
+            // A fresh test process may not have used a clock tick of CPU yet.
+            let least = if name == "process_cpu_seconds_total" {
+                0.0
+            } else {
+                1.0
+            };
+            assert!(v >= least, "{name} = {v}");
+        }
+    }
+    if !promtool_present("rendered_metrics_pass_promtool_check_metrics") {
+        return;
+    }
+    let said = promtool(&["check", "metrics"], Some(&text));
+    assert!(
+        said.trim().is_empty(),
+        "promtool check metrics has remarks:\n{said}"
+    );
+}
