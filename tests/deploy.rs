@@ -260,3 +260,159 @@ fn rendered_metrics_pass_promtool_check_metrics() {
         "promtool check metrics has remarks:\n{said}"
     );
 }
+
+/// Every PromQL query of a Grafana dashboard: panel targets (rows' nested panels included),
+/// annotation queries, and the selector of `label_values(...)` template variables.
+fn dashboard_queries(doc: &serde_json::Value) -> Vec<(String, String)> {
+    fn panels(list: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for p in list.as_array().into_iter().flatten() {
+            let title = p["title"].as_str().unwrap_or("?").to_string();
+            if p["type"] != "row" {
+                let targets = p["targets"].as_array().map(Vec::len).unwrap_or(0);
+                assert!(targets > 0, "panel {title:?} has no query");
+                assert_eq!(
+                    p["datasource"]["uid"], "${datasource}",
+                    "panel {title:?} does not use the datasource variable"
+                );
+            }
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = t["expr"].as_str().expect("every target has a PromQL expr");
+                out.push((format!("panel {title:?} {}", t["refId"]), expr.to_string()));
+            }
+            panels(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    panels(&doc["panels"], &mut out);
+    for a in doc["annotations"]["list"].as_array().into_iter().flatten() {
+        if let Some(expr) = a["expr"].as_str() {
+            out.push((format!("annotation {}", a["name"]), expr.to_string()));
+        }
+    }
+    for v in doc["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(def) = v["definition"].as_str() {
+            let inner = def
+                .strip_prefix("label_values(")
+                .and_then(|d| d.strip_suffix(')'))
+                .and_then(|d| d.rsplit_once(','))
+                .map(|(selector, _label)| selector.trim())
+                .unwrap_or_else(|| panic!("variable {} is not label_values(): {def}", v["name"]));
+            out.push((format!("variable {}", v["name"]), inner.to_string()));
+        }
+    }
+    out
+}
+
+/// Grafana's variables replaced by what they expand to (`$instance` at "All" is `.*`).
+fn substitute_variables(expr: &str) -> String {
+    let out = expr
+        .replace("$__rate_interval", "5m")
+        .replace("$__interval", "1m")
+        .replace("$__range", "1h")
+        .replace("${instance}", ".*")
+        .replace("$instance", ".*");
+    assert!(!out.contains('$'), "unknown variable left in {out}");
+    out
+}
+
+/// The identifiers of a PromQL expression that are metric names: outside quoted strings,
+/// starting with dg-audit's or the process metrics' prefix, or followed by a selector.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut quote = None;
+    for c in expr.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' || c == '`' => {
+                quote = Some(c);
+                plain.push(' ');
+            }
+            None => plain.push(c),
+        }
+    }
+    let mut names = Vec::new();
+    let bytes: Vec<char> = plain.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_alphabetic() || bytes[i] == '_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == '_') {
+                i += 1;
+            }
+            let word: String = bytes[start..i].iter().collect();
+            let selector = bytes.get(i) == Some(&'{');
+            if word.starts_with("dg_audit_") || word.starts_with("process_") || selector {
+                names.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn grafana_dashboard_queries_pass_promtool_and_use_rendered_metrics() {
+    let path = deploy().join("grafana/dg-audit.json");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("dashboard exists"))
+            .expect("dashboard is JSON");
+    let queries = dashboard_queries(&doc);
+    assert!(queries.len() >= 10, "{queries:?}");
+
+    // Each metric named exists in what dg-audit renders (`up` is Prometheus's own).
+    let rendered = rendered_metrics();
+    let samples: std::collections::BTreeSet<&str> = rendered
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for (at, expr) in &queries {
+        for name in metric_names(expr) {
+            assert!(
+                name == "up" || samples.contains(name.as_str()),
+                "{at} uses {name}, which dg-audit does not render: {expr}"
+            );
+            used.insert(name);
+        }
+        assert!(
+            expr.contains("app=\"dg-audit\""),
+            "{at} does not select app=\"dg-audit\": {expr}"
+        );
+    }
+    for needed in [
+        "dg_audit_licensing_minute_egress_bytes",
+        "dg_audit_policy_max_egress_bytes_per_minute",
+        "dg_audit_licensing_checkins_total",
+        "dg_audit_policy_cadence_seconds",
+        "dg_audit_violations_total",
+        "dg_audit_capture_drops_total",
+    ] {
+        assert!(used.contains(needed), "the dashboard draws no {needed}");
+    }
+
+    // Every query, variables substituted, as a recording rule: promtool parses the PromQL.
+    if !promtool_present("grafana_dashboard_queries_pass_promtool_and_use_rendered_metrics") {
+        return;
+    }
+    let mut rules = String::from("groups:\n  - name: dg-audit-dashboard\n    rules:\n");
+    for (i, (at, expr)) in queries.iter().enumerate() {
+        let expr = substitute_variables(expr);
+        rules.push_str(&format!(
+            "      # {}\n      - record: dg_audit_dashboard:query_{i}\n        expr: |\n          {expr}\n",
+            at.replace('\n', " ")
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("dg-audit-grafana-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("dashboard.rules.yml");
+    std::fs::write(&file, &rules).expect("rules written");
+    let said = promtool(&["check", "rules", path_str(&file)], None);
+    assert!(
+        said.contains(&format!("SUCCESS: {} rules found", queries.len())),
+        "{said}\n{rules}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
