@@ -6,6 +6,7 @@ mod architecture;
 mod bad_input;
 mod cli;
 mod corpus;
+mod deploy;
 mod evasion;
 mod live;
 mod loss;

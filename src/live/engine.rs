@@ -34,7 +34,7 @@ use crate::live::alerts::{
     per_flow, Alert, AlertKey, AlertSink, Alerts, Subject, Topic, STALE_EVIDENCE_NANOS,
 };
 use crate::live::input::LiveInput;
-use crate::live::metrics::Metrics;
+use crate::live::metrics::{Metrics, PolicyLimits};
 use crate::live::ring::Ring;
 use crate::live::watch::Watch;
 use crate::names::NameBook;
@@ -296,6 +296,12 @@ impl Engine {
             let mut m = metrics.lock();
             m.capture_up = true;
             m.start_time_seconds = as_secs_f64(config.start_nanos);
+            let l = &config.policy.licensing;
+            m.policy = Some(PolicyLimits {
+                max_egress_bytes_per_minute: l.max_egress_bytes_per_minute,
+                cadence_seconds: l.cadence_seconds,
+                cadence_tolerance_seconds: l.cadence_tolerance_seconds,
+            });
         }
         Engine {
             pass: Pass::new(config.policy.flow_config(), names),

@@ -5,6 +5,10 @@
 //! microseconds, plus atomics for the counters the alert writer bumps. Names follow Prometheus
 //! conventions (`dg_audit_` prefix, base units, `_total` on counters), checked by
 //! `promtool check metrics` in the tests.
+//!
+//! Besides the capture's own numbers: `dg_audit_build_info`, the policy's licensing limits as
+//! gauges (so a dashboard draws the budget next to the measured bytes) and the standard process
+//! metrics (`process_*`, read from /proc by hand: see [`render_process`]).
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -87,6 +91,19 @@ pub struct MetricsState {
     pub ring_files: u64,
     /// Evidence ring write faults.
     pub ring_faults: u64,
+    /// The policy's licensing limits, once the engine is set up.
+    pub policy: Option<PolicyLimits>,
+}
+
+/// The licensing limits of the policy in force, exported so dashboards draw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyLimits {
+    /// Budget per source host and minute, client-to-server IP bytes.
+    pub max_egress_bytes_per_minute: u64,
+    /// Expected interval between check-ins, seconds.
+    pub cadence_seconds: u64,
+    /// Drift from the cadence before a gap is a finding, seconds.
+    pub cadence_tolerance_seconds: u64,
 }
 
 /// Shared metrics.
@@ -115,6 +132,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let s = self.lock().clone();
         let mut out = String::with_capacity(4096);
+        render_build_info(&mut out);
+        render_policy(&mut out, s.policy.as_ref());
         render_capture(&mut out, &s);
         render_flows(&mut out, &s);
         render_licensing(&mut out, &s);
@@ -135,8 +154,192 @@ impl Metrics {
             self.alert_write_errors.load(Ordering::Relaxed),
         );
         render_ring(&mut out, &s);
+        render_process(&mut out);
         out
     }
+}
+
+/// `dg_audit_build_info{version, commit}` 1. The commit label is there when the build set
+/// `DG_AUDIT_COMMIT` (e.g. `DG_AUDIT_COMMIT=$(git rev-parse --short HEAD) cargo build`).
+fn render_build_info(out: &mut String) {
+    let n = family(
+        out,
+        "dg_audit_build_info",
+        "gauge",
+        "Always 1; the labels name the dg-audit build (version, and commit when known).",
+    );
+    let version = escape(env!("CARGO_PKG_VERSION"));
+    match option_env!("DG_AUDIT_COMMIT").filter(|c| !c.is_empty()) {
+        Some(commit) => put(
+            out,
+            format!(
+                "{n}{{version=\"{version}\",commit=\"{}\"}} 1",
+                escape(commit)
+            ),
+        ),
+        None => put(out, format!("{n}{{version=\"{version}\"}} 1")),
+    }
+}
+
+/// The policy's licensing limits (no sample before the engine set them).
+fn render_policy(out: &mut String, policy: Option<&PolicyLimits>) {
+    let values = policy.map(|p| {
+        [
+            p.max_egress_bytes_per_minute,
+            p.cadence_seconds,
+            p.cadence_tolerance_seconds,
+        ]
+    });
+    let families = [
+        (
+            "dg_audit_policy_max_egress_bytes_per_minute",
+            "Policy budget: licensing egress (client to server IP bytes) allowed per source host and minute.",
+        ),
+        (
+            "dg_audit_policy_cadence_seconds",
+            "Policy: expected interval between licensing check-ins, seconds.",
+        ),
+        (
+            "dg_audit_policy_cadence_tolerance_seconds",
+            "Policy: drift from the check-in cadence before a gap is a finding, seconds.",
+        ),
+    ];
+    for (i, (name, help)) in families.into_iter().enumerate() {
+        family(out, name, "gauge", help);
+        if let Some(v) = values {
+            put(out, format!("{name} {}", v[i]));
+        }
+    }
+}
+
+/// The standard `process_*` metrics of the Prometheus client libraries, read from /proc by
+/// hand: five numbers from three files do not justify the `prometheus` crate (its process
+/// collector pulls in `procfs`, a registry and protobuf, and would mean a second renderer beside
+/// this one) nor `procfs` alone. Families whose source cannot be read (not Linux, /proc not
+/// mounted) are left out rather than reported as 0.
+fn render_process(out: &mut String) {
+    let proc = ProcSelf::read();
+    let ticks = clock_ticks();
+    if let (Some(cpu), Some(t)) = (proc.cpu_ticks, ticks) {
+        scalar(
+            out,
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            cpu as f64 / t,
+        );
+    }
+    if let Some(rss) = proc.resident_bytes {
+        scalar(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            rss,
+        );
+    }
+    if let Some(vsize) = proc.virtual_bytes {
+        scalar(
+            out,
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            vsize,
+        );
+    }
+    if let (Some(start), Some(boot), Some(t)) = (proc.start_ticks, proc.boot_time, ticks) {
+        scalar(
+            out,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            boot as f64 + start as f64 / t,
+        );
+    }
+    if let Some(fds) = proc.open_fds {
+        scalar(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds,
+        );
+    }
+    if let Some(max) = proc.max_fds {
+        scalar(
+            out,
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max,
+        );
+    }
+}
+
+/// What /proc says about this process (each `None` when unreadable).
+#[derive(Debug, Default)]
+struct ProcSelf {
+    /// utime + stime, clock ticks (/proc/self/stat fields 14 and 15).
+    cpu_ticks: Option<u64>,
+    /// Start time after boot, clock ticks (/proc/self/stat field 22).
+    start_ticks: Option<u64>,
+    /// Virtual memory size, bytes (/proc/self/stat field 23).
+    virtual_bytes: Option<u64>,
+    /// VmRSS of /proc/self/status (kB there), bytes.
+    resident_bytes: Option<u64>,
+    /// Boot time, seconds since the epoch (`btime` of /proc/stat).
+    boot_time: Option<u64>,
+    /// Entries of /proc/self/fd (the directory handle read_dir holds counts: the Go and Python
+    /// clients count it too).
+    open_fds: Option<u64>,
+    /// Soft "Max open files" of /proc/self/limits.
+    max_fds: Option<u64>,
+}
+
+impl ProcSelf {
+    fn read() -> ProcSelf {
+        let mut p = ProcSelf::default();
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after
+            // the last ')'; field N (1-based, proc(5)) is then at index N - 3.
+            if let Some((_, rest)) = stat.rsplit_once(')') {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+                p.cpu_ticks = field(14).zip(field(15)).map(|(u, s)| u + s);
+                p.start_ticks = field(22);
+                p.virtual_bytes = field(23);
+            }
+        }
+        p.resident_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| kv_first_number(&s, "VmRSS:"))
+            .map(|kb| kb * 1024);
+        p.boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| kv_first_number(&s, "btime"));
+        p.open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64);
+        p.max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| kv_first_number(&s, "Max open files"));
+        p
+    }
+}
+
+/// The first number after `key` on the line starting with it.
+fn kv_first_number(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Clock ticks per second, the unit of /proc/self/stat times.
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf only reads a configuration value; no memory is shared.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (t > 0).then_some(t as f64)
 }
 
 /// Capture: up, start time, frames, packets, bytes, drops.
@@ -427,8 +630,31 @@ mod tests {
             s.durations.observe(0.2);
             s.durations.observe(7.0);
             s.alerts.insert(("DEST".into(), "violation".into()), 2);
+            s.policy = Some(PolicyLimits {
+                max_egress_bytes_per_minute: 8192,
+                cadence_seconds: 60,
+                cadence_tolerance_seconds: 15,
+            });
         }
         let text = m.render();
+        assert!(text.contains(&format!(
+            "dg_audit_build_info{{version=\"{}\"",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("dg_audit_policy_max_egress_bytes_per_minute 8192\n"));
+        assert!(text.contains("dg_audit_policy_cadence_seconds 60\n"));
+        assert!(text.contains("dg_audit_policy_cadence_tolerance_seconds 15\n"));
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total ",
+                "process_resident_memory_bytes ",
+                "process_start_time_seconds ",
+                "process_open_fds ",
+                "process_max_fds ",
+            ] {
+                assert!(text.contains(&format!("\n{name}")), "no {name}in\n{text}");
+            }
+        }
         assert!(text.contains("dg_audit_frames_total 10\n"));
         assert!(text.contains("dg_audit_licensing_checkins_total{source=\"192.0.2.10\"} 3\n"));
         assert!(text.contains("dg_audit_violations_total{control=\"DEST\"} 2\n"));
