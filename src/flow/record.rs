@@ -262,10 +262,11 @@ pub struct FlowRecord {
     pub orig_bytes: u64,
     pub resp_bytes: u64,
     pub conn_state: ConnState,
+    /// Zeek's content gaps: bytes the peer acknowledged that the capture never held.
     pub missed_bytes: u64,
-    /// The part of `missed_bytes` the peer never acknowledged either (gaps never filled): loss
-    /// whose content and wire size the capture cannot tell, unlike acknowledged missed bytes,
-    /// which the minutes count as sent.
+    /// Holes in the sequence space that nothing acknowledged or filled, apart from
+    /// `missed_bytes`: loss whose content and wire size the capture cannot tell, unlike
+    /// acknowledged missed bytes, which the minutes count as sent.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unacked_missed_bytes: u64,
     pub history: String,
