@@ -79,12 +79,9 @@ pub struct LiveArgs {
     /// Name of this sensor, recorded in the audit for merged reports.
     #[arg(long)]
     pub sensor: Option<String>,
-    /// BPF filter expression (tcpdump syntax), e.g. `tcp port 443 or udp port 53`.
-    #[arg(
-        value_name = "EXPRESSION",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// BPF filter expression (tcpdump syntax), e.g. `tcp port 443 or udp port 53`: the words
+    /// that are not options (options may come before or after them), or everything after `--`.
+    #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
 }
 
@@ -232,6 +229,33 @@ mod tests {
         let cli = Cli::try_parse_from(["live", "--cadence", "3"]).expect("parses");
         let err = effective_policy(&cli.live).expect_err("tolerance 15 >= cadence 3");
         assert!(err.to_string().contains("tolerance below it"), "{err}");
+    }
+
+    #[test]
+    fn options_after_the_filter_are_options_and_unknown_flags_are_errors() {
+        let cli = Cli::try_parse_from([
+            "live",
+            "-i",
+            "lo",
+            "tcp",
+            "port",
+            "443",
+            "--duration",
+            "1",
+            "-c",
+            "5",
+        ])
+        .expect("parses");
+        assert_eq!(cli.live.expression.join(" "), "tcp port 443");
+        assert_eq!(cli.live.duration, Some(1));
+        assert_eq!(cli.live.count, Some(5));
+        let cli = Cli::try_parse_from(["live", "--duration", "1", "--", "tcp", "port", "443"])
+            .expect("parses");
+        assert_eq!(cli.live.expression.join(" "), "tcp port 443");
+        let err = Cli::try_parse_from(["live", "tcp", "port", "443", "--bogus"])
+            .err()
+            .expect("unknown flag");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[test]

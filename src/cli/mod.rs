@@ -115,9 +115,13 @@ pub enum FlowFormat {
 pub struct InputArgs {
     /// Capture files (pcap or pcapng; several are merged in time order), then optionally a BPF
     /// filter expression as tcpdump takes it (`dg-audit flows a.pcap tcp port 443`): the first
-    /// word that is not an existing file starts the expression.
+    /// word that is not an existing file starts the expression. Options may come before or
+    /// after; everything after `--` is the expression.
     #[arg(value_name = "FILE... [EXPRESSION]")]
     pub files: Vec<String>,
+    /// The BPF filter expression, after `--` (`dg-audit flows a.pcap -- tcp port 443`).
+    #[arg(last = true, value_name = "EXPRESSION", hide = true)]
+    pub expression: Vec<String>,
     /// Capture file to read (tcpdump's -r); may be repeated.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
@@ -144,13 +148,21 @@ impl InputArgs {
             .iter()
             .position(|w| !Path::new(w).exists())
             .unwrap_or(self.files.len());
-        let (files, expression) = self.files.split_at(split);
-        if let Some(missing) = expression.first() {
+        let (files, words) = self.files.split_at(split);
+        if let Some(missing) = words.first() {
             // A name that looks like a capture is a missing file, not a filter word.
             if missing.ends_with(".pcap") || missing.ends_with(".pcapng") || missing.contains('/') {
                 bail!("{missing}: no such file");
             }
+            if !self.expression.is_empty() {
+                bail!("{missing}: no such file (the filter expression is the words after `--`)");
+            }
         }
+        let words = if words.is_empty() {
+            &self.expression[..]
+        } else {
+            words
+        };
         let paths: Vec<PathBuf> = files
             .iter()
             .map(PathBuf::from)
@@ -159,7 +171,7 @@ impl InputArgs {
         if paths.is_empty() {
             bail!("no capture file given: name one or more pcap/pcapng files (or -r FILE)");
         }
-        let filter = (!expression.is_empty()).then(|| expression.join(" "));
+        let filter = (!words.is_empty()).then(|| words.join(" "));
         Ok((paths, filter))
     }
 
@@ -372,4 +384,36 @@ fn policy_command(cmd: PolicyCommand) -> Result<ExitStatus> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn offline_commands_take_options_anywhere_and_the_filter_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "dg-audit", "flows", "a.pcap", "tcp", "--format", "json", "port", "443",
+        ])
+        .expect("parses");
+        let Command::Flows(args) = cli.command else {
+            panic!("flows")
+        };
+        assert_eq!(args.format, FlowFormat::Json);
+        assert_eq!(args.input.files, ["a.pcap", "tcp", "port", "443"]);
+        let cli =
+            Cli::try_parse_from(["dg-audit", "analyze", "a.pcap", "--", "tcp", "port", "443"])
+                .expect("parses");
+        let Command::Analyze(args) = cli.command else {
+            panic!("analyze")
+        };
+        assert_eq!(args.input.files, ["a.pcap"]);
+        assert_eq!(args.input.expression, ["tcp", "port", "443"]);
+        assert!(Cli::try_parse_from(["dg-audit", "flows", "a.pcap", "--nope"]).is_err());
+    }
 }
