@@ -1,6 +1,7 @@
 //! Command line: clap definitions and dispatch. Thin by design: every command is a few calls into
 //! the pipeline and the report writers.
 
+pub mod filter;
 pub mod live;
 pub mod report;
 
@@ -27,6 +28,11 @@ pub struct Cli {
     /// More log detail (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Accepted for tcpdump habits, with no effect: dg-audit never resolves addresses or ports
+    /// to names (no DNS lookups); names come only from the capture (SNI, DNS answers, Host)
+    /// and the policy's own mappings.
+    #[arg(short = 'n', global = true)]
+    pub no_resolve: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -125,6 +131,9 @@ pub struct InputArgs {
     /// Capture file to read (tcpdump's -r); may be repeated.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
+    /// Read the BPF filter expression from FILE (tcpdump's -F); `#` starts a comment.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
     /// TCP inactivity timeout in seconds [default: 300, or the policy's].
     #[arg(long)]
     pub tcp_timeout: Option<u64>,
@@ -171,7 +180,7 @@ impl InputArgs {
         if paths.is_empty() {
             bail!("no capture file given: name one or more pcap/pcapng files (or -r FILE)");
         }
-        let filter = (!words.is_empty()).then(|| words.join(" "));
+        let filter = filter::expression(words, self.filter_file.as_deref())?;
         Ok((paths, filter))
     }
 
@@ -208,6 +217,10 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
         Command::Analyze(args) => analyze(args, cli.quiet),
+        Command::Live(args) if args.list_interfaces => {
+            live::list_interfaces(&mut io::stdout().lock())?;
+            Ok(0)
+        }
         Command::Live(args) => crate::live::run_live(&args.config()?, cli.quiet),
         Command::Report(args) => report::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
@@ -398,7 +411,7 @@ mod tests {
     #[test]
     fn offline_commands_take_options_anywhere_and_the_filter_after_double_dash() {
         let cli = Cli::try_parse_from([
-            "dg-audit", "flows", "a.pcap", "tcp", "--format", "json", "port", "443",
+            "dg-audit", "flows", "a.pcap", "tcp", "--format", "json", "port", "443", "-n",
         ])
         .expect("parses");
         let Command::Flows(args) = cli.command else {
