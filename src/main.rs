@@ -1,6 +1,7 @@
 //! dg-audit binary: parse flags, run, map the outcome to an exit code
 //! (0 compliant or findings, 1 violation, 2 error, 3 inconclusive).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(cli.color.paints(std::io::stderr().is_terminal()))
         .without_time()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DG_AUDIT_LOG")

@@ -1,6 +1,7 @@
 //! Command line: clap definitions and dispatch. Thin by design: every command is a few calls into
 //! the pipeline and the report writers.
 
+pub mod color;
 pub mod filter;
 pub mod live;
 pub mod report;
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use color::ColorChoice;
 
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::names::NameBook;
@@ -28,6 +31,16 @@ pub struct Cli {
     /// More log detail (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour in the verdict text and the log lines: auto is colour on a terminal unless
+    /// NO_COLOR is set (to anything but empty); always and never override both.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN"
+    )]
+    pub color: ColorChoice,
     /// Accepted for tcpdump habits, with no effect: dg-audit never resolves addresses or ports
     /// to names (no DNS lookups); names come only from the capture (SNI, DNS answers, Host)
     /// and the policy's own mappings.
@@ -216,7 +229,7 @@ pub type ExitStatus = u8;
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
-        Command::Analyze(args) => analyze(args, cli.quiet),
+        Command::Analyze(args) => analyze(args, cli.quiet, cli.color),
         Command::Live(args) if args.list_interfaces => {
             live::list_interfaces(&mut io::stdout().lock())?;
             Ok(0)
@@ -337,7 +350,7 @@ fn load_policy(path: Option<&Path>) -> Result<Policy> {
     })
 }
 
-fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
+fn analyze(args: AnalyzeArgs, quiet: bool, color: ColorChoice) -> Result<ExitStatus> {
     let policy = load_policy(args.policy.as_deref())?;
     let names = NameBook::with_operator_names(policy.names.clone().into_iter().collect());
     let config = args.input.flow_config(policy.flow_config());
@@ -352,10 +365,10 @@ fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
     if let Some(path) = &args.report {
         crate::report::write_report(&audit, path, None)?;
     }
-    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let painted = color.paints(args.output.is_none() && io::stdout().is_terminal());
     let mut out = open_output(args.output.as_deref())?;
     match args.format {
-        AuditFormat::Text => crate::report::text::write_text(&mut out, &audit, to_terminal)?,
+        AuditFormat::Text => crate::report::text::write_text(&mut out, &audit, painted)?,
         AuditFormat::Markdown => crate::report::markdown::write_markdown(&mut out, &audit)?,
         AuditFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &audit)?;
