@@ -36,8 +36,24 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("dg-audit: error: {err:#}");
+            eprintln!("dg-audit: error: {}", error_chain(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: a cause whose text its parent
+/// already includes (a `thiserror` message that formats its `source`, as "cannot read the
+/// policy file: {source}") is not repeated, which `{:#}` would do.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if text.is_empty() {
+            text = cause;
+        } else if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
