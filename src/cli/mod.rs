@@ -11,7 +11,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 pub use color::ColorChoice;
 
@@ -70,6 +70,14 @@ pub enum Command {
     /// Show, check or write a policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print a shell completion script (e.g. `dg-audit completions bash > /etc/bash_completion.d/dg-audit`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, roff (e.g. `dg-audit man > /usr/local/share/man/man1/dg-audit.1`).
+    Man,
 }
 
 /// `dg-audit policy ...`.
@@ -237,6 +245,21 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Live(args) => crate::live::run_live(&args.config()?, cli.quiet),
         Command::Report(args) => report::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
+        Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dg-audit", &mut script);
+            let mut out = io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
+            Ok(0)
+        }
+        Command::Man => {
+            let mut out = io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.flush()?;
+            Ok(0)
+        }
     }
 }
 
