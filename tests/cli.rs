@@ -406,6 +406,13 @@ fn completions_and_the_man_page() {
     assert!(first.starts_with(".TH dg-audit 1"), "{first}");
     assert!(page.lines().next().unwrap().starts_with('.'), "roff");
     assert!(page.contains(".SH NAME") && page.contains("completions"));
+    // A command's own page has its options, which the top page leaves to it.
+    let out = dg_audit(&["man", "live"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH dg-audit-live 1"), "{page}");
+    assert!(page.contains("list\\-interfaces"), "{page}");
+    assert_eq!(dg_audit(&["man", "nope"]).status.code(), Some(2));
 }
 
 #[test]

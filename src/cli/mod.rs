@@ -77,7 +77,11 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the manual page, roff (e.g. `dg-audit man > /usr/local/share/man/man1/dg-audit.1`).
-    Man,
+    Man {
+        /// A command's own page, with all its options (e.g. `dg-audit man live > dg-audit-live.1`).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// `dg-audit policy ...`.
@@ -254,12 +258,35 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
             out.flush()?;
             Ok(0)
         }
-        Command::Man => {
+        Command::Man { command } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(man_command(command.as_deref())?)
+                .source(concat!("dg-audit ", env!("CARGO_PKG_VERSION")))
+                .render(&mut page)?;
             let mut out = io::stdout().lock();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.write_all(&page)?;
             out.flush()?;
             Ok(0)
         }
+    }
+}
+
+/// The command a man page describes: dg-audit, or one of its commands as `dg-audit-NAME`, the
+/// page the top one's SUBCOMMANDS section refers to.
+fn man_command(name: Option<&str>) -> Result<clap::Command> {
+    let mut top = Cli::command();
+    top.build();
+    let Some(name) = name else {
+        return Ok(top);
+    };
+    let names: Vec<&str> = top
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .filter(|n| *n != "help")
+        .collect();
+    match top.find_subcommand(name) {
+        Some(sub) => Ok(sub.clone()),
+        None => bail!("man {name}: no such command; one of {}", names.join(", ")),
     }
 }
 
