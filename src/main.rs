@@ -4,11 +4,18 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use dg_audit::cli::{self, Cli};
+use clap::{CommandFactory, FromArgMatches};
+use dg_audit::cli::{self, Cli, ColorChoice};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap's own help and errors follow --color too: it is read before clap parses.
+    let clap_color = match color_flag(std::env::args().skip(1)) {
+        Some(ColorChoice::Always) => clap::ColorChoice::Always,
+        Some(ColorChoice::Never) => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    };
+    let matches = Cli::command().color(clap_color).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -56,4 +63,46 @@ fn error_chain(err: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// The value of `--color WHEN` or `--color=WHEN` before `--` (the last one given), if valid.
+fn color_flag(args: impl Iterator<Item = String>) -> Option<ColorChoice> {
+    use clap::ValueEnum;
+    let mut choice = None;
+    let mut args = args.take_while(|a| a != "--");
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--color") {
+            Some("") => args.next(),
+            Some(v) if v.starts_with('=') => Some(v[1..].to_string()),
+            _ => continue,
+        };
+        if let Some(c) = value.and_then(|v| ColorChoice::from_str(&v, true).ok()) {
+            choice = Some(c);
+        }
+    }
+    choice
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(args: &[&str]) -> Option<ColorChoice> {
+        color_flag(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn the_color_flag_is_read_before_clap_parses() {
+        assert_eq!(
+            flag(&["live", "--color", "never"]),
+            Some(ColorChoice::Never)
+        );
+        assert_eq!(
+            flag(&["--color=always", "flows"]),
+            Some(ColorChoice::Always)
+        );
+        assert_eq!(flag(&["flows", "--", "--color", "never"]), None);
+        assert_eq!(flag(&["flows", "--color", "pink"]), None);
+        assert_eq!(flag(&["flows"]), None);
+    }
 }
