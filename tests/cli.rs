@@ -1,7 +1,10 @@
 //! Command-line behaviour that is not tied to one capture: the flow-table cap, the policy
-//! commands, and the Zeek output's header.
+//! commands, the Zeek output's header, and tcpdump's habits (options anywhere, `--`, -F, -D,
+//! -n), completions, the man page and colour.
 
-use crate::util::{corpus_dir, dg_audit, flows_json};
+use std::path::PathBuf;
+
+use crate::util::{captures_dir, corpus_dir, dg_audit, flows_json};
 
 #[test]
 fn the_flow_table_cap_evicts_counts_and_marks_the_run_incomplete() {
@@ -210,4 +213,266 @@ fn a_trailing_bpf_expression_selects_frames_as_zeek_and_tcpdump_do() {
     let missing = dg_audit(&["flows", "no-such-capture.pcap", "tcp"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-capture.pcap: no such file"));
+}
+
+/// Runs dg-audit with `args` and the environment `env` added (whatever the exit code).
+fn dg_audit_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = assert_cmd::Command::cargo_bin("dg-audit").expect("dg-audit binary is built");
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("DG_AUDIT_LOG");
+    cmd.output().expect("dg-audit runs")
+}
+
+fn smtp() -> String {
+    corpus_dir()
+        .join("zeek-smtp.pcap")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn flows_doc(args: &[&str]) -> serde_json::Value {
+    let out = dg_audit(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("flows JSON")
+}
+
+fn temp_file(tag: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("dg-audit-{tag}-{}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Root can open `lo`; otherwise the live parts of a test print a SKIP line (and fail under
+/// CI=true, which runs as root).
+fn can_capture(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "cli::{test} needs root under CI=true"
+    );
+    println!("SKIP cli::{test}: not root, cannot open lo");
+    false
+}
+
+#[test]
+fn options_after_the_filter_words_are_options_not_filter() {
+    let file = smtp();
+    let doc = flows_doc(&[
+        "flows", &file, "tcp", "port", "25", "--format", "json", "-n",
+    ]);
+    assert_eq!(doc["filter"], "tcp port 25");
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 2);
+    let doc = flows_doc(&["flows", &file, "tcp", "--format", "json", "port", "25"]);
+    assert_eq!(doc["filter"], "tcp port 25", "options between filter words");
+    if can_capture("options_after_the_filter_words_are_options_not_filter") {
+        let out = dg_audit(&[
+            "live",
+            "-i",
+            "lo",
+            "tcp",
+            "port",
+            "443",
+            "--duration",
+            "1",
+            "-n",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("filter \"tcp port 443\""), "{stderr}");
+    }
+}
+
+#[test]
+fn everything_after_double_dash_is_the_filter() {
+    let file = smtp();
+    let doc = flows_doc(&[
+        "flows", "--format", "json", &file, "--", "tcp", "port", "25",
+    ]);
+    assert_eq!(doc["filter"], "tcp port 25");
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 2);
+    // After `--` a word that names a file is still a filter word; before it, a capture.
+    let out = dg_audit(&["flows", &file, "--", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("filter"));
+    if can_capture("everything_after_double_dash_is_the_filter") {
+        let out = dg_audit(&[
+            "live",
+            "-i",
+            "lo",
+            "--duration",
+            "1",
+            "--",
+            "udp",
+            "port",
+            "53",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("filter \"udp port 53\""), "{stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_an_error_that_names_it() {
+    let file = smtp();
+    for args in [
+        vec!["live", "-i", "lo", "tcp", "port", "443", "--bogus-flag"],
+        vec!["flows", file.as_str(), "tcp", "--bogus-flag"],
+        vec!["analyze", "--bogus-flag", file.as_str()],
+    ] {
+        let out = dg_audit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("'--bogus-flag'"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn dash_f_reads_the_filter_from_a_file() {
+    let file = smtp();
+    let bpf = temp_file(
+        "filter.bpf",
+        "# SMTP only\ntcp port 25   # the two connections\n",
+    );
+    let bpf = bpf.to_str().unwrap();
+    let doc = flows_doc(&["flows", "--format", "json", "-F", bpf, &file]);
+    assert_eq!(doc["filter"], "tcp port 25");
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 2);
+    let out = dg_audit(&["analyze", "--format", "json", &file, "-F", bpf]);
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(audit["capture"]["filter"], "tcp port 25");
+    // The filter given twice is an error, not a guess.
+    let out = dg_audit(&["flows", "-F", bpf, &file, "udp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("given twice"));
+    if can_capture("dash_f_reads_the_filter_from_a_file") {
+        let out = dg_audit(&["live", "-i", "lo", "-F", bpf, "--duration", "1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("filter \"tcp port 25\""), "{stderr}");
+    }
+}
+
+#[test]
+fn dash_d_lists_the_interfaces_as_tcpdump_does() {
+    if !can_capture("dash_d_lists_the_interfaces_as_tcpdump_does") {
+        return;
+    }
+    let out = dg_audit(&["live", "-D"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(".lo ") && l.contains("Loopback")),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l
+        .split_once('.')
+        .is_some_and(|(n, _)| n.parse::<u32>().is_ok())));
+}
+
+#[test]
+fn completions_and_the_man_page() {
+    let out = dg_audit(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(script.contains("dg-audit"), "{script}");
+    assert!(script.contains("complete "), "a bash completion script");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = dg_audit(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("dg-audit"));
+    }
+    let out = dg_audit(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    // The roff header: after the string definition for apostrophes, .TH comes before all else.
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap();
+    assert!(first.starts_with(".TH dg-audit 1"), "{first}");
+    assert!(page.lines().next().unwrap().starts_with('.'), "roff");
+    assert!(page.contains(".SH NAME") && page.contains("completions"));
+    // A command's own page has its options, which the top page leaves to it.
+    let out = dg_audit(&["man", "live"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH dg-audit-live 1"), "{page}");
+    assert!(page.contains("list\\-interfaces"), "{page}");
+    assert_eq!(dg_audit(&["man", "nope"]).status.code(), Some(2));
+}
+
+#[test]
+fn colour_follows_color_and_no_color() {
+    // A capture cut short in its last record: the reader logs a warning, so both the verdict
+    // text (stdout) and a log line (stderr) are written.
+    let whole = std::fs::read(captures_dir().join("compliant-direct.pcap")).unwrap();
+    let capture = std::env::temp_dir().join(format!("dg-audit-colour-{}.pcap", std::process::id()));
+    std::fs::write(&capture, &whole[..whole.len() - 7]).unwrap();
+    let base = ["analyze", capture.to_str().unwrap()];
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = dg_audit_env(&args, env);
+        assert!(out.status.code().is_some_and(|c| c != 2), "{args:?}");
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // Off a terminal (as here) auto, never and NO_COLOR print no ANSI code, logs included.
+    for (extra, env) in [
+        (&[][..], &[][..]),
+        (&["--color", "never"][..], &[][..]),
+        (&["--color", "auto"][..], &[("NO_COLOR", "1")][..]),
+    ] {
+        let (stdout, stderr) = run(extra, env);
+        assert!(stdout.starts_with("dg-audit verdict: "), "{stdout}");
+        assert!(stderr.contains("WARN"), "a log line: {stderr}");
+        assert!(!stdout.contains("\x1b["), "{extra:?} {env:?}: {stdout}");
+        assert!(!stderr.contains("\x1b["), "{extra:?} {env:?}: {stderr}");
+    }
+    // --color always paints the verdict text (and the log lines), NO_COLOR or not.
+    let (stdout, stderr) = run(&["--color", "always"], &[("NO_COLOR", "1")]);
+    assert!(stdout.contains("\x1b["), "{stdout}");
+    assert!(stderr.contains("\x1b["), "{stderr}");
+    std::fs::remove_file(&capture).unwrap();
+}
+
+#[test]
+fn a_missing_policy_file_says_its_cause_once() {
+    let capture = captures_dir().join("compliant-direct.pcap");
+    let missing = std::env::temp_dir().join("dg-audit-no-such-policy.toml");
+    for args in [
+        vec![
+            "analyze",
+            capture.to_str().unwrap(),
+            "--policy",
+            missing.to_str().unwrap(),
+        ],
+        vec!["policy", "check", missing.to_str().unwrap()],
+    ] {
+        let out = dg_audit(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("No such file or directory").count(),
+            1,
+            "{stderr}"
+        );
+        assert!(stderr.contains("dg-audit-no-such-policy.toml"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }

@@ -79,12 +79,15 @@ pub struct LiveArgs {
     /// Name of this sensor, recorded in the audit for merged reports.
     #[arg(long)]
     pub sensor: Option<String>,
-    /// BPF filter expression (tcpdump syntax), e.g. `tcp port 443 or udp port 53`.
-    #[arg(
-        value_name = "EXPRESSION",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// Read the BPF filter expression from FILE (tcpdump's -F); `#` starts a comment.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
+    /// Print the interfaces libpcap can capture on, one per line, and exit (tcpdump's -D).
+    #[arg(short = 'D', long = "list-interfaces")]
+    pub list_interfaces: bool,
+    /// BPF filter expression (tcpdump syntax), e.g. `tcp port 443 or udp port 53`: the words
+    /// that are not options (options may come before or after them), or everything after `--`.
+    #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
 }
 
@@ -96,7 +99,7 @@ impl LiveArgs {
         if self.write_dir.is_some() && (self.ring_file_mb == 0 || self.ring_files == 0) {
             bail!("--ring-file-mb and --ring-files must be at least 1");
         }
-        let expression = self.expression.join(" ");
+        let filter = super::filter::expression(&self.expression, self.filter_file.as_deref())?;
         Ok(LiveConfig {
             capture: LiveOptions {
                 iface: self.iface.clone(),
@@ -105,7 +108,7 @@ impl LiveArgs {
                 promisc: self.promisc && !self.no_promisc,
                 immediate: !self.no_immediate,
                 buffer_kib: self.buffer_size.max(64),
-                filter: (!expression.trim().is_empty()).then(|| expression.clone()),
+                filter,
             },
             policy,
             policy_source,
@@ -123,6 +126,58 @@ impl LiveArgs {
             audit: self.audit.clone(),
         })
     }
+}
+
+/// `dg-audit live -D`: the interfaces libpcap can capture on, numbered, with libpcap's
+/// description and flags, in tcpdump -D's format (`3.lo [Up, Running, Loopback]`).
+pub fn list_interfaces(out: &mut dyn std::io::Write) -> Result<()> {
+    let devices = pcap::Device::list()
+        .map_err(|e| anyhow::anyhow!("cannot list the capture interfaces: {e}"))?;
+    if devices.is_empty() {
+        bail!(
+            "libpcap lists no interface to capture on (capturing needs root or \
+             cap_net_raw,cap_net_admin; see README, Live monitoring)"
+        );
+    }
+    for (n, device) in devices.iter().enumerate() {
+        writeln!(out, "{}", interface_line(n + 1, device))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// One line of `-D`, as tcpdump writes it.
+fn interface_line(number: usize, device: &pcap::Device) -> String {
+    use pcap::ConnectionStatus;
+    let mut line = format!("{number}.{}", device.name);
+    if let Some(desc) = device.desc.as_deref().filter(|d| !d.is_empty()) {
+        line.push_str(&format!(" ({desc})"));
+    }
+    let f = &device.flags;
+    let mut words: Vec<&str> = [
+        (f.is_up(), "Up"),
+        (f.is_running(), "Running"),
+        (f.is_loopback(), "Loopback"),
+        (f.is_wireless(), "Wireless"),
+    ]
+    .into_iter()
+    .filter_map(|(set, word)| set.then_some(word))
+    .collect();
+    if words.is_empty() {
+        words.push("none");
+    }
+    let status = match (&f.connection_status, f.is_wireless()) {
+        (ConnectionStatus::Unknown, false) => Some("Connection status unknown"),
+        (ConnectionStatus::Connected, false) => Some("Connected"),
+        (ConnectionStatus::Disconnected, false) => Some("Disconnected"),
+        (ConnectionStatus::Unknown, true) => Some("Association status unknown"),
+        (ConnectionStatus::Connected, true) => Some("Associated"),
+        (ConnectionStatus::Disconnected, true) => Some("Not associated"),
+        (ConnectionStatus::NotApplicable, _) => None,
+    };
+    words.extend(status);
+    line.push_str(&format!(" [{}]", words.join(", ")));
+    line
 }
 
 fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
@@ -232,6 +287,53 @@ mod tests {
         let cli = Cli::try_parse_from(["live", "--cadence", "3"]).expect("parses");
         let err = effective_policy(&cli.live).expect_err("tolerance 15 >= cadence 3");
         assert!(err.to_string().contains("tolerance below it"), "{err}");
+    }
+
+    #[test]
+    fn options_after_the_filter_are_options_and_unknown_flags_are_errors() {
+        let cli = Cli::try_parse_from([
+            "live",
+            "-i",
+            "lo",
+            "tcp",
+            "port",
+            "443",
+            "--duration",
+            "1",
+            "-c",
+            "5",
+        ])
+        .expect("parses");
+        assert_eq!(cli.live.expression.join(" "), "tcp port 443");
+        assert_eq!(cli.live.duration, Some(1));
+        assert_eq!(cli.live.count, Some(5));
+        let cli = Cli::try_parse_from(["live", "--duration", "1", "--", "tcp", "port", "443"])
+            .expect("parses");
+        assert_eq!(cli.live.expression.join(" "), "tcp port 443");
+        let err = Cli::try_parse_from(["live", "tcp", "port", "443", "--bogus"])
+            .err()
+            .expect("unknown flag");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn interface_lines_read_as_tcpdump_d() {
+        let device = |flags: u32, desc: Option<&str>| pcap::Device {
+            name: "lo".into(),
+            desc: desc.map(String::from),
+            addresses: Vec::new(),
+            flags: flags.into(),
+        };
+        // PCAP_IF_LOOPBACK 1, UP 2, RUNNING 4; connection status NOT_APPLICABLE 0x30.
+        assert_eq!(
+            interface_line(3, &device(0x1 | 0x2 | 0x4 | 0x30, None)),
+            "3.lo [Up, Running, Loopback]"
+        );
+        assert_eq!(
+            interface_line(1, &device(0x2 | 0x4 | 0x10, Some("Ethernet"))),
+            "1.lo (Ethernet) [Up, Running, Connected]"
+        );
+        assert_eq!(interface_line(4, &device(0x30, None)), "4.lo [none]");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Command line: clap definitions and dispatch. Thin by design: every command is a few calls into
 //! the pipeline and the report writers.
 
+pub mod color;
+pub mod filter;
 pub mod live;
 pub mod report;
 
@@ -9,7 +11,9 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+pub use color::ColorChoice;
 
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::names::NameBook;
@@ -27,6 +31,21 @@ pub struct Cli {
     /// More log detail (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour in the verdict text and the log lines: auto is colour on a terminal unless
+    /// NO_COLOR is set (to anything but empty); always and never override both.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN"
+    )]
+    pub color: ColorChoice,
+    /// Accepted for tcpdump habits, with no effect: dg-audit never resolves addresses or ports
+    /// to names (no DNS lookups); names come only from the capture (SNI, DNS answers, Host)
+    /// and the policy's own mappings.
+    #[arg(short = 'n', global = true)]
+    pub no_resolve: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,6 +70,18 @@ pub enum Command {
     /// Show, check or write a policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print a shell completion script (e.g. `dg-audit completions bash > /etc/bash_completion.d/dg-audit`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, roff (e.g. `dg-audit man > /usr/local/share/man/man1/dg-audit.1`).
+    Man {
+        /// A command's own page, with all its options (e.g. `dg-audit man live > dg-audit-live.1`).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// `dg-audit policy ...`.
@@ -115,12 +146,19 @@ pub enum FlowFormat {
 pub struct InputArgs {
     /// Capture files (pcap or pcapng; several are merged in time order), then optionally a BPF
     /// filter expression as tcpdump takes it (`dg-audit flows a.pcap tcp port 443`): the first
-    /// word that is not an existing file starts the expression.
+    /// word that is not an existing file starts the expression. Options may come before or
+    /// after; everything after `--` is the expression.
     #[arg(value_name = "FILE... [EXPRESSION]")]
     pub files: Vec<String>,
+    /// The BPF filter expression, after `--` (`dg-audit flows a.pcap -- tcp port 443`).
+    #[arg(last = true, value_name = "EXPRESSION", hide = true)]
+    pub expression: Vec<String>,
     /// Capture file to read (tcpdump's -r); may be repeated.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
+    /// Read the BPF filter expression from FILE (tcpdump's -F); `#` starts a comment.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
     /// TCP inactivity timeout in seconds [default: 300, or the policy's].
     #[arg(long)]
     pub tcp_timeout: Option<u64>,
@@ -144,13 +182,21 @@ impl InputArgs {
             .iter()
             .position(|w| !Path::new(w).exists())
             .unwrap_or(self.files.len());
-        let (files, expression) = self.files.split_at(split);
-        if let Some(missing) = expression.first() {
+        let (files, words) = self.files.split_at(split);
+        if let Some(missing) = words.first() {
             // A name that looks like a capture is a missing file, not a filter word.
             if missing.ends_with(".pcap") || missing.ends_with(".pcapng") || missing.contains('/') {
                 bail!("{missing}: no such file");
             }
+            if !self.expression.is_empty() {
+                bail!("{missing}: no such file (the filter expression is the words after `--`)");
+            }
         }
+        let words = if words.is_empty() {
+            &self.expression[..]
+        } else {
+            words
+        };
         let paths: Vec<PathBuf> = files
             .iter()
             .map(PathBuf::from)
@@ -159,7 +205,7 @@ impl InputArgs {
         if paths.is_empty() {
             bail!("no capture file given: name one or more pcap/pcapng files (or -r FILE)");
         }
-        let filter = (!expression.is_empty()).then(|| expression.join(" "));
+        let filter = filter::expression(words, self.filter_file.as_deref())?;
         Ok((paths, filter))
     }
 
@@ -195,10 +241,52 @@ pub type ExitStatus = u8;
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Flows(args) => flows(args, cli.quiet),
-        Command::Analyze(args) => analyze(args, cli.quiet),
+        Command::Analyze(args) => analyze(args, cli.quiet, cli.color),
+        Command::Live(args) if args.list_interfaces => {
+            live::list_interfaces(&mut io::stdout().lock())?;
+            Ok(0)
+        }
         Command::Live(args) => crate::live::run_live(&args.config()?, cli.quiet),
         Command::Report(args) => report::run_report(&args),
         Command::Policy(cmd) => policy_command(cmd),
+        Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dg-audit", &mut script);
+            let mut out = io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
+            Ok(0)
+        }
+        Command::Man { command } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(man_command(command.as_deref())?)
+                .source(concat!("dg-audit ", env!("CARGO_PKG_VERSION")))
+                .render(&mut page)?;
+            let mut out = io::stdout().lock();
+            out.write_all(&page)?;
+            out.flush()?;
+            Ok(0)
+        }
+    }
+}
+
+/// The command a man page describes: dg-audit, or one of its commands as `dg-audit-NAME`, the
+/// page the top one's SUBCOMMANDS section refers to.
+fn man_command(name: Option<&str>) -> Result<clap::Command> {
+    let mut top = Cli::command();
+    top.build();
+    let Some(name) = name else {
+        return Ok(top);
+    };
+    let names: Vec<&str> = top
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .filter(|n| *n != "help")
+        .collect();
+    match top.find_subcommand(name) {
+        Some(sub) => Ok(sub.clone()),
+        None => bail!("man {name}: no such command; one of {}", names.join(", ")),
     }
 }
 
@@ -312,7 +400,7 @@ fn load_policy(path: Option<&Path>) -> Result<Policy> {
     })
 }
 
-fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
+fn analyze(args: AnalyzeArgs, quiet: bool, color: ColorChoice) -> Result<ExitStatus> {
     let policy = load_policy(args.policy.as_deref())?;
     let names = NameBook::with_operator_names(policy.names.clone().into_iter().collect());
     let config = args.input.flow_config(policy.flow_config());
@@ -327,10 +415,10 @@ fn analyze(args: AnalyzeArgs, quiet: bool) -> Result<ExitStatus> {
     if let Some(path) = &args.report {
         crate::report::write_report(&audit, path, None)?;
     }
-    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let painted = color.paints(args.output.is_none() && io::stdout().is_terminal());
     let mut out = open_output(args.output.as_deref())?;
     match args.format {
-        AuditFormat::Text => crate::report::text::write_text(&mut out, &audit, to_terminal)?,
+        AuditFormat::Text => crate::report::text::write_text(&mut out, &audit, painted)?,
         AuditFormat::Markdown => crate::report::markdown::write_markdown(&mut out, &audit)?,
         AuditFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &audit)?;
@@ -372,4 +460,36 @@ fn policy_command(cmd: PolicyCommand) -> Result<ExitStatus> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn offline_commands_take_options_anywhere_and_the_filter_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "dg-audit", "flows", "a.pcap", "tcp", "--format", "json", "port", "443", "-n",
+        ])
+        .expect("parses");
+        let Command::Flows(args) = cli.command else {
+            panic!("flows")
+        };
+        assert_eq!(args.format, FlowFormat::Json);
+        assert_eq!(args.input.files, ["a.pcap", "tcp", "port", "443"]);
+        let cli =
+            Cli::try_parse_from(["dg-audit", "analyze", "a.pcap", "--", "tcp", "port", "443"])
+                .expect("parses");
+        let Command::Analyze(args) = cli.command else {
+            panic!("analyze")
+        };
+        assert_eq!(args.input.files, ["a.pcap"]);
+        assert_eq!(args.input.expression, ["tcp", "port", "443"]);
+        assert!(Cli::try_parse_from(["dg-audit", "flows", "a.pcap", "--nope"]).is_err());
+    }
 }
