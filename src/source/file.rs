@@ -26,10 +26,29 @@ const MAX_PLAUSIBLE_CAPLEN: u32 = 262_144;
 /// How much parsed data to keep mapped before releasing it.
 const RELEASE_CHUNK: usize = 32 << 20;
 
-/// An opened, memory-mapped capture file.
+/// An opened, memory-mapped capture file (or bytes already in memory, see
+/// [`CaptureFile::from_bytes`]).
 pub struct CaptureFile {
     path: PathBuf,
-    map: Mmap,
+    map: Backing,
+}
+
+/// Where a capture's bytes live.
+enum Backing {
+    Map(Mmap),
+    /// Bytes handed in by the caller (fuzzing, tests): nothing to give back to the kernel.
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(map) => map,
+            Backing::Owned(bytes) => bytes,
+        }
+    }
 }
 
 impl CaptureFile {
@@ -55,7 +74,21 @@ impl CaptureFile {
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(CaptureFile {
             path: path.to_path_buf(),
-            map,
+            map: Backing::Map(map),
+        })
+    }
+
+    /// A capture held in memory, read exactly as a file at `path` would be (the path only names
+    /// it in messages). Used by the fuzz harness, which tries millions of inputs.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, SourceError> {
+        if bytes.is_empty() {
+            return Err(SourceError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(CaptureFile {
+            path: path.to_path_buf(),
+            map: Backing::Owned(bytes),
         })
     }
 
@@ -732,12 +765,14 @@ impl<'a> FileReader<'a> {
             // SAFETY: the mapping is private and read-only, so dropped pages are re-read from the
             // file if touched again; frames already returned stay valid byte-for-byte.
             #[cfg(unix)]
-            unsafe {
-                let _ = self.file.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start,
-                    end - start,
-                );
+            if let Backing::Map(map) = &self.file.map {
+                unsafe {
+                    let _ = map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    );
+                }
             }
             self.released = end;
         }
