@@ -1,6 +1,7 @@
 //! Fuzz campaigns on the stable toolchain (see `fuzz/harness.rs`); run through `scripts/fuzz.sh`.
 //!
 //! `fuzz [--iterations N] [--target T]... [--seed S] [--crash-dir DIR] [--repo DIR]`
+//! `fuzz --replay FILE... [--target T]...` runs saved inputs uncaught, to see the panic.
 //! prints, per target, the inputs tried and the crashes found, and exits 1 when any input panicked.
 
 #[path = "../fuzz/harness.rs"]
@@ -17,6 +18,7 @@ fn main() {
     let mut seed: u64 = 1;
     let mut repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut crash_dir = None;
+    let mut replay = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -30,6 +32,7 @@ fn main() {
             "--seed" => seed = value().parse().expect("--seed: a number"),
             "--repo" => repo = PathBuf::from(value()),
             "--crash-dir" => crash_dir = Some(PathBuf::from(value())),
+            "--replay" => replay.push(PathBuf::from(value())),
             "--target" => {
                 let name = value();
                 match Target::from_name(&name) {
@@ -49,6 +52,17 @@ fn main() {
     }
     if targets.is_empty() {
         targets = Target::ALL.to_vec();
+    }
+    if !replay.is_empty() {
+        // Runs inputs without catching anything: the panic and its backtrace print as usual.
+        for path in &replay {
+            let input = std::fs::read(path).expect("--replay: readable file");
+            for &target in &targets {
+                eprintln!("fuzz: replaying {} on {}", path.display(), target.name());
+                harness::run(target, &input);
+            }
+        }
+        return;
     }
     let crash_dir = crash_dir.unwrap_or_else(|| repo.join("fuzz/crashes"));
     let started = Instant::now();

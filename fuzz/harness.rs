@@ -980,6 +980,7 @@ pub fn campaign(
             record(&mut report, input, message);
         }
     }
+    let trace = std::env::var_os("FUZZ_LAST_INPUT").map(PathBuf::from);
     // Mutants of mutants now and then: keep a small ring of recent inputs.
     let mut recent: Vec<Vec<u8>> = Vec::new();
     for i in 0..iterations {
@@ -990,6 +991,11 @@ pub fn campaign(
         };
         let input = mutate(&mut rng, target, base, pool);
         report.tried += 1;
+        if let Some(path) = &trace {
+            // Aborting panics (a failed unsafe precondition) cannot be caught: keep the input
+            // on disk before running it so it survives the abort.
+            let _ = std::fs::write(path, &input);
+        }
         if let Err(message) = try_run(target, &input) {
             record(&mut report, &input, message);
         }
@@ -1009,11 +1015,12 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The checked-in regression inputs: `tests/fuzz-regressions/<target>/*.bin`.
-pub fn regression_inputs(repo: &Path) -> Vec<(Target, PathBuf)> {
+/// Checked-in crash inputs under `dir` (`tests/fuzz-regressions` for fixed ones,
+/// `tests/fuzz-regressions/open` for crashes not fixed yet): `<dir>/<target>/*.bin`.
+pub fn regression_inputs(dir: &Path) -> Vec<(Target, PathBuf)> {
     let mut out = Vec::new();
     for target in Target::ALL {
-        let dir = repo.join("tests/fuzz-regressions").join(target.name());
+        let dir = dir.join(target.name());
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };

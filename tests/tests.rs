@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod corpus;
 mod evasion;
+mod fuzz;
 mod hostile;
 mod live;
 mod loss;

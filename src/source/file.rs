@@ -560,8 +560,12 @@ impl<'a> FileReader<'a> {
                 self.packet(iface, 0, 0, &spb.data[..caplen], spb.origlen, false)
             }
             Block::InterfaceStatistics(isb) => {
-                let dropped = isb.isb_ifdrop().and_then(Result::ok).unwrap_or(0)
-                    + isb.isb_osdrop().and_then(Result::ok).unwrap_or(0);
+                // Both counters are u64 straight from the file: saturate, never wrap.
+                let dropped = isb
+                    .isb_ifdrop()
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+                    .saturating_add(isb.isb_osdrop().and_then(Result::ok).unwrap_or(0));
                 if let Layout::Pcapng { drops, .. } = &mut self.layout {
                     if let Some(slot) = drops.get_mut(isb.if_id as usize) {
                         // Counters are cumulative since capture start: keep the latest.
