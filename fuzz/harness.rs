@@ -946,7 +946,7 @@ pub fn campaign(
 ) -> Report {
     let mut report = Report::default();
     let mut rng = Rng::new(seed ^ (target as u64).wrapping_mul(0x9E37_79B9));
-    let empty = vec![Vec::new()];
+    let empty = [Vec::new()];
     let pool = if seeds.is_empty() { &empty[..] } else { seeds };
     let record = |report: &mut Report, input: &[u8], message: String| {
         report.panicking_inputs += 1;

@@ -84,38 +84,38 @@ fn open_crash_inputs_replay_without_panic() {
 #[test]
 #[ignore = "open bug: etherparse Ipv6ExtensionSliceIter via src/decode.rs final_destination (see tests/fuzz-regressions/open)"]
 fn bounded_decode() {
-    bounded(Target::Decode, 20_000);
+    bounded(Target::Decode, 200_000);
 }
 
 #[test]
 fn bounded_tls() {
-    bounded(Target::Tls, 20_000);
+    bounded(Target::Tls, 900_000);
 }
 
 #[test]
 fn bounded_quic() {
-    bounded(Target::Quic, 20_000);
+    bounded(Target::Quic, 900_000);
 }
 
 #[test]
 fn bounded_dns() {
-    bounded(Target::Dns, 20_000);
+    bounded(Target::Dns, 900_000);
 }
 
 #[test]
 fn bounded_http() {
-    bounded(Target::Http, 20_000);
+    bounded(Target::Http, 900_000);
 }
 
 #[test]
 fn bounded_file() {
-    bounded(Target::File, 10_000);
+    bounded(Target::File, 300_000);
 }
 
 #[test]
 #[ignore = "open bug: etherparse Ipv6ExtensionSliceIter via src/decode.rs final_destination (see tests/fuzz-regressions/open)"]
 fn bounded_pipeline() {
-    bounded(Target::Pipeline, 2_000);
+    bounded(Target::Pipeline, 10_000);
 }
 
 /// The mutator is deterministic: the same seed gives the same inputs.
