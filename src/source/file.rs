@@ -3,6 +3,12 @@
 //! drop counters). The file is memory-mapped and parsed in place with pcap-parser's block
 //! functions, so every [`Frame`] borrows the mapping: no per-packet copy and no read buffer to refill.
 //!
+//! Hostile input never panics: time arithmetic is checked. A frame whose time does not fit i64
+//! nanoseconds (a timestamp of 2^63 units or more, an `if_tsoffset` that overflows) is kept with
+//! the previous frame's time and a warning naming the file and record (the interface description
+//! block for the offset); its bytes still count. An interface option running past its block is a
+//! warning naming the block. Classic pcap other than major version 2 is refused, as libpcap does.
+//!
 //! Pages already parsed are handed back to the kernel as the cursor moves on, so resident memory
 //! stays flat however large the file is.
 
