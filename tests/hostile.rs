@@ -220,3 +220,24 @@ fn classic_pcap_major_version_other_than_2_is_rejected() {
     let (code, stdout, stderr) = run("flows", &path);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// Found by fuzzing (tests/fuzz-regressions/file/isb-drop-counters-overflow.bin): drop counters
+/// are u64 from the file; their sum saturates instead of overflowing.
+#[test]
+fn interface_statistics_drop_counters_saturate() {
+    let mut bytes = pcapng(&[], &[1_000_000]);
+    let mut isb = Vec::new();
+    isb.extend_from_slice(&0u32.to_le_bytes()); // interface 0
+    isb.extend_from_slice(&0u32.to_le_bytes()); // timestamp high
+    isb.extend_from_slice(&0u32.to_le_bytes()); // timestamp low
+    isb.extend_from_slice(&opt(5, &u64::MAX.to_le_bytes())); // isb_ifdrop
+    isb.extend_from_slice(&opt(7, &5u64.to_le_bytes())); // isb_osdrop
+    isb.extend_from_slice(&opt(0, b""));
+    bytes.extend_from_slice(&block(5, &isb));
+    let path = temp_file("isb-max-drops.pcapng", &bytes);
+    let (code, stdout, stderr) = run("flows", &path);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let out = dg_audit(&["analyze", "--format", "json", path.to_str().unwrap()]);
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
+    assert_eq!(audit["inputs"][0]["capture_drops"], u64::MAX);
+}
