@@ -123,7 +123,7 @@ fn tsoffset_that_overflows_is_a_warning_naming_the_block() {
     assert!(
         stderr.contains("huge-tsoffset.pcapng")
             && stderr.contains("interface description block at offset 28")
-            && stderr.contains("time offset -9223372036854775808"),
+            && stderr.contains("time offset -9223372036854775808 s is outside the range"),
         "{stderr}"
     );
     // Every frame overflowed: each keeps the previous time, the flow is still reported.
@@ -240,4 +240,27 @@ fn interface_statistics_drop_counters_saturate() {
     let out = dg_audit(&["analyze", "--format", "json", path.to_str().unwrap()]);
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
     assert_eq!(audit["inputs"][0]["capture_drops"], u64::MAX);
+}
+
+/// Times are kept within +-2^62 ns of the epoch (1824 to 2116) so that differences of frame times
+/// (flow durations, the capture span) always fit: an offset that reaches past 1824 is refused
+/// like one that overflows, and a frame at 2^62 ns or more keeps the previous frame's time.
+#[test]
+fn times_past_the_representable_span_are_clamped() {
+    let offset = -(147 * 365 * 86_400i64);
+    let bytes = pcapng(&opt(14, &offset.to_le_bytes()), &[1_000_000]);
+    let path = temp_file("offset-before-1824.pcapng", &bytes);
+    let (code, _, stderr) = run("flows", &path);
+    assert!(
+        stderr.contains("interface description block at offset 28")
+            && stderr.contains("years 1824 to 2116"),
+        "{stderr}"
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // Nanosecond resolution: 1 s, then 2^62 ns (year 2116), then 2 s.
+    let bytes = pcapng(&opt(9, &[9]), &[1_000_000_000, 1 << 62, 2_000_000_000]);
+    let path = temp_file("ts-2116.pcapng", &bytes);
+    let (code, stdout, stderr) = run("analyze", &path);
+    assert!(stderr.contains("record 1 at offset"), "{stderr}");
+    assert!((0..=3).contains(&code), "{code}: {stdout}{stderr}");
 }

@@ -3,8 +3,9 @@
 //! drop counters). The file is memory-mapped and parsed in place with pcap-parser's block
 //! functions, so every [`Frame`] borrows the mapping: no per-packet copy and no read buffer to refill.
 //!
-//! Hostile input never panics: time arithmetic is checked. A frame whose time does not fit i64
-//! nanoseconds (a timestamp of 2^63 units or more, an `if_tsoffset` that overflows) is kept with
+//! Hostile input never panics: time arithmetic is checked. A frame whose time falls outside
+//! +-2^62 ns of the epoch ([`MAX_ABS_TS_NANOS`]: a timestamp of 2^63 units, an `if_tsoffset` that
+//! overflows), so that differences of frame times always fit i64 downstream, is kept with
 //! the previous frame's time and a warning naming the file and record (the interface description
 //! block for the offset); its bytes still count. An interface option running past its block is a
 //! warning naming the block. Classic pcap other than major version 2 is refused, as libpcap does.
@@ -29,6 +30,9 @@ const PCAPNG_OBSOLETE_PACKET_BLOCK: u32 = 0x0000_0002;
 /// libpcap refuses records larger than this (its MAXIMUM_SNAPLEN); a larger caplen means the
 /// record header is garbage, not a big packet.
 const MAX_PLAUSIBLE_CAPLEN: u32 = 262_144;
+/// Frame times are kept within +-2^62 ns of the epoch (years 1824 to 2116), so that the difference
+/// of any two frame times, and a time plus any timeout, fits i64 everywhere downstream.
+pub const MAX_ABS_TS_NANOS: i64 = (1 << 62) - 1;
 /// How much parsed data to keep mapped before releasing it.
 const RELEASE_CHUNK: usize = 32 << 20;
 
@@ -271,7 +275,7 @@ impl<'a> FileReader<'a> {
         }
         if self.time_overflows > 1 {
             self.warn(format!(
-                "{}: {} frames in all had a time beyond the representable range (year 2262); each kept the previous frame's time",
+                "{}: {} frames in all had a time outside the range dg-audit represents (years 1824 to 2116); each kept the previous frame's time",
                 self.file.path.display(),
                 self.time_overflows
             ));
@@ -391,7 +395,7 @@ impl<'a> FileReader<'a> {
                     .checked_mul(NANOS)
                     .zip(ts_frac)
                     .and_then(|(s, f)| s.checked_add(f));
-                let ts_nanos = match ts_nanos {
+                let ts_nanos = match ts_nanos.filter(|t| t.abs() <= MAX_ABS_TS_NANOS) {
                     Some(ts) => ts,
                     None => self.time_overflow(block.ts_sec as u64),
                 };
@@ -513,9 +517,13 @@ impl<'a> FileReader<'a> {
         match block {
             Block::InterfaceDescription(idb) => {
                 self.check_idb_options(big_endian);
-                if idb.if_tsoffset.checked_mul(NANOS).is_none() {
+                if idb
+                    .if_tsoffset
+                    .checked_mul(NANOS)
+                    .is_none_or(|o| o.abs() > MAX_ABS_TS_NANOS)
+                {
                     let msg = format!(
-                        "{}: interface description block at offset {} (interface {}): time offset {} s is beyond the representable range; frames on this interface keep the previous frame's time",
+                        "{}: interface description block at offset {} (interface {}): time offset {} s is outside the range dg-audit represents (years 1824 to 2116); frames on this interface keep the previous frame's time",
                         self.file.path.display(),
                         self.pos,
                         self.interface_count(),
@@ -652,7 +660,8 @@ impl<'a> FileReader<'a> {
             let ts = i64::try_from(nanos)
                 .ok()
                 .zip(iface.offset_secs.checked_mul(NANOS))
-                .and_then(|(t, off)| t.checked_add(off));
+                .and_then(|(t, off)| t.checked_add(off))
+                .filter(|t| t.abs() <= MAX_ABS_TS_NANOS);
             match ts {
                 Some(ts) => {
                     self.last_ts = ts;
@@ -683,7 +692,7 @@ impl<'a> FileReader<'a> {
         self.time_overflows += 1;
         if self.time_overflows == 1 {
             let msg = format!(
-                "{}: record {} at offset {}: timestamp {raw} (raw units) plus the interface offset is beyond the representable range (year 2262); the frame keeps the previous frame's time",
+                "{}: record {} at offset {}: timestamp {raw} (raw units) plus the interface offset is outside the range dg-audit represents (years 1824 to 2116); the frame keeps the previous frame's time",
                 self.file.path.display(),
                 self.facts.records,
                 self.pos
