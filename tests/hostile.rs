@@ -113,6 +113,17 @@ fn negative_tsoffset_gives_pre_epoch_times_without_a_warning() {
         stdout.contains("1870") || stdout.contains("1869"),
         "{stdout}"
     );
+    // Pre-epoch times go through the audit and every report format too.
+    for format in ["text", "json", "markdown"] {
+        let out = dg_audit(&["analyze", "--format", format, path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{format}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0 | 1 | 3)),
+            "{format}: {:?} {stderr}",
+            out.status.code()
+        );
+    }
 }
 
 #[test]
