@@ -8,6 +8,8 @@ mod cli;
 mod corpus;
 mod deploy;
 mod evasion;
+mod fuzz;
+mod hostile;
 mod live;
 mod loss;
 mod report;

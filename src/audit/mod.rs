@@ -136,7 +136,11 @@ fn capture_summary(pass: &PassSummary) -> CaptureSummary {
         frames: pass.decode.frames,
         packets: pass.decode.packets,
         wire_bytes: pass.decode.wire_bytes,
-        capture_drops: pass.inputs.iter().map(|i| i.capture_drops).sum(),
+        // Counts from the files themselves: saturate, never overflow.
+        capture_drops: pass
+            .inputs
+            .iter()
+            .fold(0u64, |a, i| a.saturating_add(i.capture_drops)),
         truncated_frames: pass.decode.truncated_frames,
         complete: pass.complete,
         filter: pass.filter.clone(),

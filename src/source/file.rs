@@ -3,6 +3,13 @@
 //! drop counters). The file is memory-mapped and parsed in place with pcap-parser's block
 //! functions, so every [`Frame`] borrows the mapping: no per-packet copy and no read buffer to refill.
 //!
+//! Hostile input never panics: time arithmetic is checked. A frame whose time falls outside
+//! +-2^62 ns of the epoch ([`MAX_ABS_TS_NANOS`]: a timestamp of 2^63 units, an `if_tsoffset` that
+//! overflows), so that differences of frame times always fit i64 downstream, is kept with
+//! the previous frame's time and a warning naming the file and record (the interface description
+//! block for the offset); its bytes still count. An interface option running past its block is a
+//! warning naming the block. Classic pcap other than major version 2 is refused, as libpcap does.
+//!
 //! Pages already parsed are handed back to the kernel as the cursor moves on, so resident memory
 //! stays flat however large the file is.
 
@@ -23,13 +30,35 @@ const PCAPNG_OBSOLETE_PACKET_BLOCK: u32 = 0x0000_0002;
 /// libpcap refuses records larger than this (its MAXIMUM_SNAPLEN); a larger caplen means the
 /// record header is garbage, not a big packet.
 const MAX_PLAUSIBLE_CAPLEN: u32 = 262_144;
+/// Frame times are kept within +-2^62 ns of the epoch (years 1824 to 2116), so that the difference
+/// of any two frame times, and a time plus any timeout, fits i64 everywhere downstream.
+pub const MAX_ABS_TS_NANOS: i64 = (1 << 62) - 1;
 /// How much parsed data to keep mapped before releasing it.
 const RELEASE_CHUNK: usize = 32 << 20;
 
-/// An opened, memory-mapped capture file.
+/// An opened, memory-mapped capture file (or bytes already in memory, see
+/// [`CaptureFile::from_bytes`]).
 pub struct CaptureFile {
     path: PathBuf,
-    map: Mmap,
+    map: Backing,
+}
+
+/// Where a capture's bytes live.
+enum Backing {
+    Map(Mmap),
+    /// Bytes handed in by the caller (fuzzing, tests): nothing to give back to the kernel.
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(map) => map,
+            Backing::Owned(bytes) => bytes,
+        }
+    }
 }
 
 impl CaptureFile {
@@ -55,7 +84,21 @@ impl CaptureFile {
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(CaptureFile {
             path: path.to_path_buf(),
-            map,
+            map: Backing::Map(map),
+        })
+    }
+
+    /// A capture held in memory, read exactly as a file at `path` would be (the path only names
+    /// it in messages). Used by the fuzz harness, which tries millions of inputs.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, SourceError> {
+        if bytes.is_empty() {
+            return Err(SourceError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(CaptureFile {
+            path: path.to_path_buf(),
+            map: Backing::Owned(bytes),
         })
     }
 
@@ -116,6 +159,8 @@ pub struct FileReader<'a> {
     last_ts: i64,
     facts: FileFacts,
     done: bool,
+    /// Frames whose time overflowed i64 nanoseconds (each kept the previous frame's time).
+    time_overflows: u64,
 }
 
 impl<'a> FileReader<'a> {
@@ -163,6 +208,16 @@ impl<'a> FileReader<'a> {
                         path: path.clone(),
                         magic: magic(8),
                     })?;
+                if header.version_major != 2 {
+                    // libpcap, tshark and capinfos refuse these too: version 1 files predate the
+                    // current record layout, and other numbers are not pcap at all.
+                    return Err(SourceError::UnsupportedVersion {
+                        path: path.clone(),
+                        format: "pcap",
+                        major: header.version_major,
+                        minor: header.version_minor,
+                    });
+                }
                 facts.format = "pcap".into();
                 // The upper bits carry the FCS length (libpcap pcap-common.h: LT_LINKTYPE(x) is
                 // x & 0x03FFFFFF; LT_FCS_LENGTH_PRESENT / LT_FCS_LENGTH in bits 26-31).
@@ -201,6 +256,7 @@ impl<'a> FileReader<'a> {
             last_ts: 0,
             facts,
             done: false,
+            time_overflows: 0,
         };
         // A pcapng file whose first section header is unreadable is not a capture we can use.
         if let Layout::Pcapng { .. } = reader.layout {
@@ -217,7 +273,14 @@ impl<'a> FileReader<'a> {
     /// Takes the facts out (call once the reader is exhausted).
     pub fn into_facts(mut self) -> FileFacts {
         if let Layout::Pcapng { drops, .. } = &self.layout {
-            self.facts.capture_drops = drops.iter().sum();
+            self.facts.capture_drops = drops.iter().fold(0u64, |a, d| a.saturating_add(*d));
+        }
+        if self.time_overflows > 1 {
+            self.warn(format!(
+                "{}: {} frames in all had a time outside the range dg-audit represents (years 1824 to 2116); each kept the previous frame's time",
+                self.file.path.display(),
+                self.time_overflows
+            ));
         }
         self.facts
     }
@@ -225,6 +288,12 @@ impl<'a> FileReader<'a> {
     /// Bytes of the file consumed so far.
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Records a warning that does not stop reading.
+    fn warn(&mut self, msg: String) {
+        tracing::warn!("{msg}");
+        self.facts.warnings.push(msg);
     }
 
     /// Stops reading after a fault: the fault becomes a warning and the file is marked incomplete.
@@ -317,12 +386,21 @@ impl<'a> FileReader<'a> {
         }
         match parsed {
             Ok((remaining, block)) => {
+                // u32 seconds times 1e9 plus a u32 fraction always fits i64; checked anyway so a
+                // change of field types cannot turn into a silent wrap.
                 let ts_frac = if nanos {
-                    block.ts_usec as i64
+                    Some(i64::from(block.ts_usec))
                 } else {
-                    block.ts_usec as i64 * 1_000
+                    i64::from(block.ts_usec).checked_mul(1_000)
                 };
-                let ts_nanos = block.ts_sec as i64 * NANOS + ts_frac;
+                let ts_nanos = i64::from(block.ts_sec)
+                    .checked_mul(NANOS)
+                    .zip(ts_frac)
+                    .and_then(|(s, f)| s.checked_add(f));
+                let ts_nanos = match ts_nanos.filter(|t| t.abs() <= MAX_ABS_TS_NANOS) {
+                    Some(ts) => ts,
+                    None => self.time_overflow(block.ts_sec as u64),
+                };
                 if snaplen > 0 && block.caplen > snaplen {
                     self.note_over_snaplen(block.caplen, snaplen);
                 }
@@ -440,6 +518,21 @@ impl<'a> FileReader<'a> {
     ) -> Result<Option<Frame<'a>>, SourceError> {
         match block {
             Block::InterfaceDescription(idb) => {
+                self.check_idb_options(big_endian);
+                if idb
+                    .if_tsoffset
+                    .checked_mul(NANOS)
+                    .is_none_or(|o| o.abs() > MAX_ABS_TS_NANOS)
+                {
+                    let msg = format!(
+                        "{}: interface description block at offset {} (interface {}): time offset {} s is outside the range dg-audit represents (years 1824 to 2116); frames on this interface keep the previous frame's time",
+                        self.file.path.display(),
+                        self.pos,
+                        self.interface_count(),
+                        idb.if_tsoffset
+                    );
+                    self.warn(msg);
+                }
                 let units_per_sec = match build_ts_resolution(idb.if_tsresol) {
                     Some(units) if units > 0 => units,
                     _ => {
@@ -483,8 +576,12 @@ impl<'a> FileReader<'a> {
                 self.packet(iface, 0, 0, &spb.data[..caplen], spb.origlen, false)
             }
             Block::InterfaceStatistics(isb) => {
-                let dropped = isb.isb_ifdrop().and_then(Result::ok).unwrap_or(0)
-                    + isb.isb_osdrop().and_then(Result::ok).unwrap_or(0);
+                // Both counters are u64 straight from the file: saturate, never wrap.
+                let dropped = isb
+                    .isb_ifdrop()
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+                    .saturating_add(isb.isb_osdrop().and_then(Result::ok).unwrap_or(0));
                 if let Layout::Pcapng { drops, .. } = &mut self.layout {
                     if let Some(slot) = drops.get_mut(isb.if_id as usize) {
                         // Counters are cumulative since capture start: keep the latest.
@@ -559,10 +656,21 @@ impl<'a> FileReader<'a> {
         has_ts: bool,
     ) -> Result<Option<Frame<'a>>, SourceError> {
         let ts_nanos = if has_ts {
-            let nanos = ts_units as u128 * NANOS as u128 / iface.units_per_sec as u128;
-            let ts = nanos as i64 + iface.offset_secs * NANOS;
-            self.last_ts = ts;
-            ts
+            // u64 units times 1e9 fits u128; the result, the offset and their sum may not fit i64
+            // (a timestamp >= 2^63 ns, or an absurd if_tsoffset): checked, never wrapped.
+            let nanos = ts_units as u128 * NANOS as u128 / iface.units_per_sec.max(1) as u128;
+            let ts = i64::try_from(nanos)
+                .ok()
+                .zip(iface.offset_secs.checked_mul(NANOS))
+                .and_then(|(t, off)| t.checked_add(off))
+                .filter(|t| t.abs() <= MAX_ABS_TS_NANOS);
+            match ts {
+                Some(ts) => {
+                    self.last_ts = ts;
+                    ts
+                }
+                None => self.time_overflow(ts_units),
+            }
         } else {
             self.last_ts
         };
@@ -580,6 +688,92 @@ impl<'a> FileReader<'a> {
         }))
     }
 
+    /// A frame whose time cannot be represented: warn (first one per file in full, the total at
+    /// the end) and keep the frame with the previous frame's time, so its bytes still count.
+    fn time_overflow(&mut self, raw: u64) -> i64 {
+        self.time_overflows += 1;
+        if self.time_overflows == 1 {
+            let msg = format!(
+                "{}: record {} at offset {}: timestamp {raw} (raw units) plus the interface offset is outside the range dg-audit represents (years 1824 to 2116); the frame keeps the previous frame's time",
+                self.file.path.display(),
+                self.facts.records,
+                self.pos
+            );
+            self.warn(msg);
+        }
+        self.last_ts
+    }
+
+    fn interface_count(&self) -> usize {
+        match &self.layout {
+            Layout::Pcapng { interfaces, .. } => interfaces.len(),
+            Layout::Pcap { .. } => 0,
+        }
+    }
+
+    /// pcap-parser stops reading an interface's options at the first one that runs past the
+    /// block and keeps the rest silently; walk them here so that damage is a warning.
+    fn check_idb_options(&mut self, big_endian: bool) {
+        let rest = &self.data[self.pos..];
+        let u32_at = |b: &[u8], i: usize| {
+            let v = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+            if big_endian {
+                u32::from_be_bytes(v)
+            } else {
+                u32::from_le_bytes(v)
+            }
+        };
+        let u16_at = |b: &[u8], i: usize| {
+            let v = [b[i], b[i + 1]];
+            if big_endian {
+                u16::from_be_bytes(v)
+            } else {
+                u16::from_le_bytes(v)
+            }
+        };
+        if rest.len() < 8 {
+            return;
+        }
+        let block_len = (u32_at(rest, 4) as usize).min(rest.len());
+        // Options sit between the 16-byte fixed part and the trailing length.
+        if block_len < 20 {
+            return;
+        }
+        let opts = &rest[16..block_len - 4];
+        let mut at = 0usize;
+        while at < opts.len() {
+            if opts.len() - at < 4 {
+                let msg = format!(
+                    "{}: interface description block at offset {} (interface {}): {} stray byte(s) after its options, too short for an option header; ignored",
+                    self.file.path.display(),
+                    self.pos,
+                    self.interface_count(),
+                    opts.len() - at
+                );
+                self.warn(msg);
+                return;
+            }
+            let code = u16_at(opts, at);
+            let len = u16_at(opts, at + 2) as usize;
+            if code == 0 {
+                return; // opt_endofopt
+            }
+            let padded = (len + 3) & !3;
+            if padded > opts.len() - at - 4 {
+                let msg = format!(
+                    "{}: interface description block at offset {} (interface {}): option {code} of length {len} runs past the end of the block ({} byte(s) left); it and any later options are ignored",
+                    self.file.path.display(),
+                    self.pos,
+                    self.interface_count(),
+                    opts.len() - at - 4
+                );
+                self.warn(msg);
+                return;
+            }
+            at += 4 + padded;
+        }
+    }
+
     /// Gives parsed pages back to the kernel so resident memory does not grow with the file.
     fn release_consumed(&mut self) {
         if self.pos < self.released + RELEASE_CHUNK {
@@ -592,12 +786,14 @@ impl<'a> FileReader<'a> {
             // SAFETY: the mapping is private and read-only, so dropped pages are re-read from the
             // file if touched again; frames already returned stay valid byte-for-byte.
             #[cfg(unix)]
-            unsafe {
-                let _ = self.file.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start,
-                    end - start,
-                );
+            if let Backing::Map(map) = &self.file.map {
+                unsafe {
+                    let _ = map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    );
+                }
             }
             self.released = end;
         }

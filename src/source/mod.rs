@@ -57,6 +57,13 @@ pub enum SourceError {
         offset: u64,
         needed: usize,
     },
+    #[error("{path}: {format} major version {major} unsupported (file says version {major}.{minor}); only version 2 is read, as libpcap, tshark and capinfos do")]
+    UnsupportedVersion {
+        path: PathBuf,
+        format: &'static str,
+        major: u16,
+        minor: u16,
+    },
     #[error("filter {expression:?} cannot be used on link type {link_type}: {message}")]
     BadFilter {
         expression: String,

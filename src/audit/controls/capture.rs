@@ -62,7 +62,9 @@ pub(super) fn capture(
         "{} frames over {:.0} s, {} capture drops, {} truncated frames, {} mid-stream flows",
         pass.decode.frames,
         as_secs_f64(pass.last_ts_nanos - pass.first_ts_nanos),
-        pass.inputs.iter().map(|i| i.capture_drops).sum::<u64>(),
+        pass.inputs
+            .iter()
+            .fold(0u64, |a, i| a.saturating_add(i.capture_drops)),
         pass.decode.truncated_frames,
         pass.flow_stats.midstream_flows
     );
