@@ -478,10 +478,13 @@ impl Decoder {
                 )
             }
             Some(LaxNetSlice::Ipv6(v6)) => {
-                let Some(frag) = v6.extensions().clone().into_iter().find_map(|e| match e {
-                    etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(f.to_header()),
-                    _ => None,
-                }) else {
+                let frag = ipv6_extensions(v6)
+                    .find(|(kind, _)| *kind == IpNumber::IPV6_FRAGMENTATION_HEADER.0)
+                    .and_then(|(_, bytes)| {
+                        etherparse::Ipv6FragmentHeaderSlice::from_slice(bytes).ok()
+                    })
+                    .map(|f| f.to_header());
+                let Some(frag) = frag else {
                     return self.skip(SkipReason::FragmentDropped);
                 };
                 let h = v6.header();
@@ -718,16 +721,38 @@ fn transport_from_payload(proto: u8, payload: &[u8], wire_len: u32) -> Option<Tr
     }
 }
 
+/// The IPv6 extension headers of `v6` as (header type, bytes), in order.
+///
+/// By hand because etherparse 0.21's extension iterator follows the last header of a chain the
+/// lax parse cut short into bytes that are not there (unchecked slicing: found by our fuzzer);
+/// this walk checks every length against what was captured and stops at the first that does not
+/// fit. Lengths: RFC 8200 section 4 (8-octet units after the first 8; Fragment is 8 octets) and
+/// RFC 4302 for AH (4-octet units, plus 2).
+fn ipv6_extensions<'a>(v6: &etherparse::LaxIpv6Slice<'a>) -> impl Iterator<Item = (u8, &'a [u8])> {
+    let mut kind = v6.header().next_header().0;
+    let mut rest = v6.extensions().slice();
+    std::iter::from_fn(move || {
+        let len = match kind {
+            0 | 43 | 60 | 135 | 139 | 140 => (usize::from(*rest.get(1)?) + 1) * 8,
+            44 => 8,
+            51 => (usize::from(*rest.get(1)?) + 2) * 4,
+            _ => return None,
+        };
+        let bytes = rest.get(..len)?;
+        let this = kind;
+        kind = *bytes.first()?;
+        rest = rest.get(len..)?;
+        Some((this, bytes))
+    })
+}
+
 /// The final destination of an IPv6 packet with a Routing header that still has segments left
 /// (RFC 8200 section 8.1: the transport checksum covers it; Zeek and tshark key flows on it):
 /// the last address of a type 0 (RFC 2460) or type 2 (RFC 6275) header, or Segment List[0] of a
 /// Segment Routing header (type 4, RFC 8754). `None` when the header's destination is final.
 fn final_destination(v6: &etherparse::LaxIpv6Slice<'_>) -> Option<std::net::Ipv6Addr> {
-    let routing = v6.extensions().clone().into_iter().find_map(|e| match e {
-        etherparse::Ipv6ExtensionSlice::Routing(r) => Some(r),
-        _ => None,
-    })?;
-    let bytes = routing.slice();
+    let (_, bytes) =
+        ipv6_extensions(v6).find(|(kind, _)| *kind == IpNumber::IPV6_ROUTE_HEADER.0)?;
     let (routing_type, segments_left) = (*bytes.get(2)?, *bytes.get(3)?);
     if segments_left == 0 {
         return None;

@@ -69,20 +69,7 @@ fn fixed_crash_inputs_replay_without_panic() {
     replay(&repo().join("tests/fuzz-regressions"));
 }
 
-/// Crash inputs found by fuzzing and not fixed yet. etherparse 0.21's `Ipv6ExtensionSliceIter`
-/// walks extension headers that a lax parse cut short (IPv6 payload length past the captured
-/// bytes) with unchecked slicing: an out-of-bounds read (UB; a failed unsafe precondition aborts
-/// the test binary in debug builds, an overflow panic under overflow checks). Reached from
-/// `src/decode.rs` `final_destination` (`v6.extensions().clone().into_iter()`), which is not
-/// this branch's to change. Move the inputs to `tests/fuzz-regressions/<target>/` once fixed.
 #[test]
-#[ignore = "open bug: etherparse Ipv6ExtensionSliceIter via src/decode.rs final_destination"]
-fn open_crash_inputs_replay_without_panic() {
-    replay(&repo().join("tests/fuzz-regressions/open"));
-}
-
-#[test]
-#[ignore = "open bug: etherparse Ipv6ExtensionSliceIter via src/decode.rs final_destination (see tests/fuzz-regressions/open)"]
 fn bounded_decode() {
     bounded(Target::Decode, 200_000);
 }
@@ -113,7 +100,6 @@ fn bounded_file() {
 }
 
 #[test]
-#[ignore = "open bug: etherparse Ipv6ExtensionSliceIter via src/decode.rs final_destination (see tests/fuzz-regressions/open)"]
 fn bounded_pipeline() {
     bounded(Target::Pipeline, 10_000);
 }
