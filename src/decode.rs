@@ -461,47 +461,15 @@ impl Decoder {
     ) {
         let now = frame.ts_nanos;
         self.expire_fragments(now);
-        let (key, offset, more, payload, ip_number) = match &sliced.net {
-            Some(LaxNetSlice::Ipv4(v4)) => {
-                let h = v4.header();
-                (
-                    FragKey {
-                        src: IpAddr::V4(h.source_addr()),
-                        dst: IpAddr::V4(h.destination_addr()),
-                        id: h.identification() as u32,
-                        proto: v4.payload().ip_number.0,
-                    },
-                    h.fragments_offset(),
-                    h.more_fragments(),
-                    v4.payload().payload,
-                    v4.payload().ip_number,
-                )
-            }
-            Some(LaxNetSlice::Ipv6(v6)) => {
-                let frag = ipv6_extensions(v6)
-                    .find(|(kind, _)| *kind == IpNumber::IPV6_FRAGMENTATION_HEADER.0)
-                    .and_then(|(_, bytes)| {
-                        etherparse::Ipv6FragmentHeaderSlice::from_slice(bytes).ok()
-                    })
-                    .map(|f| f.to_header());
-                let Some(frag) = frag else {
-                    return self.skip(SkipReason::FragmentDropped);
-                };
-                let h = v6.header();
-                (
-                    FragKey {
-                        src: IpAddr::V6(h.source_addr()),
-                        dst: IpAddr::V6(h.destination_addr()),
-                        id: frag.identification,
-                        proto: v6.payload().ip_number.0,
-                    },
-                    frag.fragment_offset,
-                    frag.more_fragments,
-                    v6.payload().payload,
-                    v6.payload().ip_number,
-                )
-            }
-            _ => return self.skip(SkipReason::FragmentDropped),
+        let Some(Fragment {
+            key,
+            offset,
+            more,
+            payload,
+            ip_number,
+        }) = fragment_of(sliced)
+        else {
+            return self.skip(SkipReason::FragmentDropped);
         };
         if !self.frags.contains_key(&key) && self.frags.len() >= MAX_FRAG_DATAGRAMS {
             if let Some(oldest) = self
@@ -718,6 +686,57 @@ fn transport_from_payload(proto: u8, payload: &[u8], wire_len: u32) -> Option<Tr
         _ => Some(Transport::Other {
             wire_payload_len: wire_len,
         }),
+    }
+}
+
+/// One IP fragment: the datagram it belongs to, where it goes, and its bytes.
+struct Fragment<'a> {
+    key: FragKey,
+    offset: IpFragOffset,
+    more: bool,
+    payload: &'a [u8],
+    ip_number: IpNumber,
+}
+
+/// The fragment a fragmented IPv4 or IPv6 packet carries; `None` when its fragment header is
+/// missing or cut short.
+fn fragment_of<'a>(sliced: &LaxSlicedPacket<'a>) -> Option<Fragment<'a>> {
+    match &sliced.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            Some(Fragment {
+                key: FragKey {
+                    src: IpAddr::V4(h.source_addr()),
+                    dst: IpAddr::V4(h.destination_addr()),
+                    id: h.identification() as u32,
+                    proto: v4.payload().ip_number.0,
+                },
+                offset: h.fragments_offset(),
+                more: h.more_fragments(),
+                payload: v4.payload().payload,
+                ip_number: v4.payload().ip_number,
+            })
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let frag = ipv6_extensions(v6)
+                .find(|(kind, _)| *kind == IpNumber::IPV6_FRAGMENTATION_HEADER.0)
+                .and_then(|(_, bytes)| etherparse::Ipv6FragmentHeaderSlice::from_slice(bytes).ok())
+                .map(|f| f.to_header())?;
+            let h = v6.header();
+            Some(Fragment {
+                key: FragKey {
+                    src: IpAddr::V6(h.source_addr()),
+                    dst: IpAddr::V6(h.destination_addr()),
+                    id: frag.identification,
+                    proto: v6.payload().ip_number.0,
+                },
+                offset: frag.fragment_offset,
+                more: frag.more_fragments,
+                payload: v6.payload().payload,
+                ip_number: v6.payload().ip_number,
+            })
+        }
+        _ => None,
     }
 }
 
