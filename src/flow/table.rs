@@ -687,13 +687,7 @@ impl FlowTable {
             let Some((_, flow)) = self.flows.pop_front() else {
                 break;
             };
-            let reason = if flow.closed_at.is_some() {
-                EndReason::Closed
-            } else {
-                self.stats.timed_out += 1;
-                EndReason::Timeout
-            };
-            out(self.record(flow, reason));
+            self.end_expired(flow, out);
         }
         // Closed flows linger only seconds but may sit behind a long-idle flow: look a little
         // further so they are not held for the full TCP timeout.
@@ -706,13 +700,7 @@ impl FlowTable {
             .collect();
         for key in done {
             if let Some(flow) = self.flows.remove(&key) {
-                let reason = if flow.closed_at.is_some() {
-                    EndReason::Closed
-                } else {
-                    self.stats.timed_out += 1;
-                    EndReason::Timeout
-                };
-                out(self.record(flow, reason));
+                self.end_expired(flow, out);
             }
         }
     }
@@ -855,6 +843,17 @@ impl FlowTable {
             }
         }
         name
+    }
+
+    /// Ends a flow found past its timeout: closed (its linger ran out) or timed out (counted).
+    fn end_expired(&mut self, flow: Flow, out: &mut impl FnMut(FlowRecord)) {
+        let reason = if flow.closed_at.is_some() {
+            EndReason::Closed
+        } else {
+            self.stats.timed_out += 1;
+            EndReason::Timeout
+        };
+        out(self.record(flow, reason));
     }
 
     fn record(&self, flow: Flow, reason: EndReason) -> FlowRecord {

@@ -480,6 +480,18 @@ mod tests {
         e
     }
 
+    /// Gives `f`'s name a window in which the DNS answered license.deepgram.com with another
+    /// address (198.51.100.7, to 192.0.2.10 a second before T0, DNS flow CDns1).
+    fn answered_elsewhere(f: &mut FlowRecord) {
+        f.name.as_mut().unwrap().window_answers_for_name = vec![seen(
+            "license.deepgram.com",
+            "198.51.100.7",
+            "192.0.2.10",
+            T0 - NANOS,
+            "CDns1",
+        )];
+    }
+
     /// A licensing flow whose name the naming pass graded `strength`.
     fn graded(uid: &str, strength: Strength) -> FlowRecord {
         let mut f = licensing(uid, T0, 1500);
@@ -514,17 +526,8 @@ mod tests {
 
     #[test]
     fn a_contradicted_licensing_name_is_no_check_in_and_over_the_budget_a_violation() {
-        let contradict = |f: &mut FlowRecord| {
-            f.name.as_mut().unwrap().window_answers_for_name = vec![seen(
-                "license.deepgram.com",
-                "198.51.100.7",
-                "192.0.2.10",
-                T0 - NANOS,
-                "CDns1",
-            )];
-        };
         let mut small = graded("CSmall", Strength::Claimed);
-        contradict(&mut small);
+        answered_elsewhere(&mut small);
         let p = policy(LAN);
         let cs = classified(std::slice::from_ref(&small), &p);
         assert_eq!(cs[0].class, FlowClass::ContradictedLicensing);
@@ -532,7 +535,7 @@ mod tests {
         assert_eq!(run(&[small.clone()]).verdict, ControlVerdict::Finding);
         // At the budget it still behaves like licensing; one byte over, it is unexplained egress.
         let mut big = licensing("CBig", T0, 8193);
-        contradict(&mut big);
+        answered_elsewhere(&mut big);
         let r = run(&[small, big]);
         assert_eq!(r.verdict, ControlVerdict::Violation);
         let e = r
@@ -551,13 +554,7 @@ mod tests {
     #[test]
     fn licensing_sni_to_an_address_the_windows_answers_did_not_give_is_a_finding() {
         let mut f = graded("CLic", Strength::Claimed);
-        f.name.as_mut().unwrap().window_answers_for_name = vec![seen(
-            "license.deepgram.com",
-            "198.51.100.7",
-            "192.0.2.10",
-            T0 - NANOS,
-            "CDns1",
-        )];
+        answered_elsewhere(&mut f);
         let r = run(&[f]);
         assert_eq!(r.verdict, ControlVerdict::Finding);
         let e = &r.evidence[0];
